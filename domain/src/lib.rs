@@ -1,0 +1,16 @@
+//! The helpdesk's pure core: the ticket aggregate, its commands and events, and the rules that
+//! decide whether a command may happen.
+//!
+//! Nothing in this crate performs I/O, reads a clock or draws random numbers (invariant 5 in the
+//! design brief). Time, ids and the acting user arrive inside the command; the aggregate only
+//! decides which events follow from it. Everything here is therefore tested with plain
+//! given/when/then tests and no runtime.
+//!
+//! What does *not* live here: HTTP, persistence, the event envelope on the wire, authorization
+//! policies beyond the few rules that belong to the ticket itself.
+
+pub mod actor;
+pub mod ticket;
+pub mod validation;
+
+pub use actor::{Actor, Role};
