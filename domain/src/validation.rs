@@ -25,6 +25,7 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 
 /// One broken rule on one field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldViolation {
     /// JSON Pointer to the offending field of the request body, e.g. `/requester/email`.
     pub pointer: String,

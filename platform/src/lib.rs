@@ -1,1 +1,11 @@
-//! placeholder
+//! Shared plumbing for every helpdesk process: typed configuration, telemetry, and the
+//! connections to Postgres (including creating the database and running migrations) and NATS.
+//!
+//! No business rules live here; the API crates and the CLI compose these pieces.
+
+pub mod config;
+pub mod db;
+pub mod nats;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError, Secret};

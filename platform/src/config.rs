@@ -1,0 +1,213 @@
+//! Typed configuration, read once at start-up from defaults overlaid with environment variables.
+//!
+//! Every variable is listed in the README's configuration table; keep the two in step.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must not appear in logs (a connection string may carry a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is handed to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Everything a helpdesk process needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HELPDESK_ADDR`: where the HTTP API listens.
+    pub addr: SocketAddr,
+    /// `DATABASE_URL`: the Postgres database holding the event store.
+    pub database_url: Secret,
+    /// `NATS_URL`: the NATS server with JetStream.
+    pub nats_url: String,
+    /// `HELPDESK_NATS_PREFIX`: prefix of every stream, consumer and subject we create.
+    pub nats_prefix: String,
+    /// `HELPDESK_DATA_DIR`: where embedded state (search index) lives.
+    pub data_dir: PathBuf,
+    /// `HELPDESK_LOG_FORMAT`: `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// `HELPDESK_IDEMPOTENCY_TTL_HOURS`: how long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+    /// `HELPDESK_DB_MAX_CONNECTIONS`: size of the Postgres pool.
+    pub db_max_connections: u32,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// Why its value is unusable.
+    pub reason: String,
+}
+
+/// Default values, in one place.
+pub mod defaults {
+    /// Default for `HELPDESK_ADDR`.
+    pub const ADDR: &str = "127.0.0.1:8080";
+    /// Default for `DATABASE_URL`.
+    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
+    /// Default for `NATS_URL`.
+    pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+    /// Default for `HELPDESK_NATS_PREFIX`.
+    pub const NATS_PREFIX: &str = "helpdesk";
+    /// Default for `HELPDESK_DATA_DIR`.
+    pub const DATA_DIR: &str = "./data";
+    /// Default for `HELPDESK_IDEMPOTENCY_TTL_HOURS`.
+    pub const IDEMPOTENCY_TTL_HOURS: u64 = 24;
+    /// Default for `HELPDESK_DB_MAX_CONNECTIONS`.
+    pub const DB_MAX_CONNECTIONS: u32 = 20;
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str, default: &str| {
+            lookup(name)
+                .filter(|value| !value.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let addr = get("HELPDESK_ADDR", defaults::ADDR);
+        let addr = addr.parse().map_err(|_| ConfigError {
+            variable: "HELPDESK_ADDR",
+            reason: format!("{addr:?} is not host:port (for example 127.0.0.1:8080)"),
+        })?;
+        let prefix = get("HELPDESK_NATS_PREFIX", defaults::NATS_PREFIX);
+        validate_prefix(&prefix)?;
+        let log_format = match get("HELPDESK_LOG_FORMAT", "pretty").as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError {
+                    variable: "HELPDESK_LOG_FORMAT",
+                    reason: format!("{other:?} is neither \"pretty\" nor \"json\""),
+                });
+            }
+        };
+        let ttl_hours = parse_number(
+            "HELPDESK_IDEMPOTENCY_TTL_HOURS",
+            &get(
+                "HELPDESK_IDEMPOTENCY_TTL_HOURS",
+                &defaults::IDEMPOTENCY_TTL_HOURS.to_string(),
+            ),
+        )?;
+        let db_max_connections = parse_number(
+            "HELPDESK_DB_MAX_CONNECTIONS",
+            &get(
+                "HELPDESK_DB_MAX_CONNECTIONS",
+                &defaults::DB_MAX_CONNECTIONS.to_string(),
+            ),
+        )?;
+        Ok(Config {
+            addr,
+            database_url: Secret::new(get("DATABASE_URL", defaults::DATABASE_URL)),
+            nats_url: get("NATS_URL", defaults::NATS_URL),
+            nats_prefix: prefix,
+            data_dir: PathBuf::from(get("HELPDESK_DATA_DIR", defaults::DATA_DIR)),
+            log_format,
+            idempotency_ttl: Duration::from_secs(ttl_hours * 3600),
+            db_max_connections: u32::try_from(db_max_connections).map_err(|_| ConfigError {
+                variable: "HELPDESK_DB_MAX_CONNECTIONS",
+                reason: "too large".into(),
+            })?,
+        })
+    }
+}
+
+fn parse_number(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError {
+            variable,
+            reason: format!("{value:?} is not a positive whole number"),
+        }),
+    }
+}
+
+/// The prefix becomes part of stream names (`<PREFIX>_EVENTS`) and subjects, where NATS allows
+/// only a restricted alphabet.
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let valid = !prefix.is_empty()
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            variable: "HELPDESK_NATS_PREFIX",
+            reason: format!("{prefix:?} must be letters, digits, '_' or '-'"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn it_uses_the_documented_defaults() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url.expose(), defaults::DATABASE_URL);
+        assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(config.nats_prefix, "helpdesk");
+        assert_eq!(config.idempotency_ttl, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn it_names_the_variable_that_is_wrong() {
+        let error = config_from(&[("HELPDESK_ADDR", "nowhere")]).unwrap_err();
+        assert_eq!(error.variable, "HELPDESK_ADDR");
+        let error = config_from(&[("HELPDESK_NATS_PREFIX", "a.b")]).unwrap_err();
+        assert_eq!(error.variable, "HELPDESK_NATS_PREFIX");
+    }
+
+    #[test]
+    fn it_never_prints_the_database_url() {
+        let config = config_from(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

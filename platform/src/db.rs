@@ -1,0 +1,110 @@
+//! Postgres: create the database when missing, connect, run the migrations in `migrations/`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::config::Secret;
+
+/// The migrations of `migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Why the database could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// `DATABASE_URL` is not a Postgres URL.
+    #[error("DATABASE_URL is not a valid Postgres URL: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The server did not answer.
+    #[error(
+        "cannot reach PostgreSQL at {host}:{port} ({source}); start it with: \
+         pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+    )]
+    Unreachable {
+        host: String,
+        port: u16,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Creating the database failed.
+    #[error("cannot create database {name:?}: {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Creates the database named in `url` when it does not exist yet. Connects to the server's
+/// `postgres` maintenance database to do so.
+pub async fn ensure_database(url: &Secret) -> Result<(), DbError> {
+    let options = PgConnectOptions::from_str(url.expose()).map_err(DbError::InvalidUrl)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let unreachable = |source| DbError::Unreachable {
+        host: options.get_host().to_owned(),
+        port: options.get_port(),
+        source,
+    };
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(unreachable)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(unreachable)?;
+    if !exists {
+        let statement = format!("CREATE DATABASE {}", quote_identifier(&name));
+        match sqlx::query(&statement).execute(&mut admin).await {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another process created it between our check and our CREATE: fine.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(source) => return Err(DbError::Create { name, source }),
+        }
+    }
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// Opens a connection pool to the database in `url`.
+pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, DbError> {
+    let options = PgConnectOptions::from_str(url.expose()).map_err(DbError::InvalidUrl)?;
+    let host = options.get_host().to_owned();
+    let port = options.get_port();
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Unreachable { host, port, source })
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Quotes a Postgres identifier (`my"db` → `"my""db"`).
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_identifier;
+
+    #[test]
+    fn it_doubles_quotes_inside_identifiers() {
+        assert_eq!(quote_identifier("my\"db"), "\"my\"\"db\"");
+    }
+}
