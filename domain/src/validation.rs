@@ -281,7 +281,13 @@ mod tests {
 
     #[test]
     fn it_rejects_malformed_emails() {
-        for bad in ["nobody", "@example.org", "a@b", "a b@example.org", "a@@b.org"] {
+        for bad in [
+            "nobody",
+            "@example.org",
+            "a@b",
+            "a b@example.org",
+            "a@@b.org",
+        ] {
             let mut errors = Violations::default();
             email(bad, "/email", &mut errors);
             assert!(!errors.is_empty(), "{bad:?} should be rejected");

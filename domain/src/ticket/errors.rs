@@ -24,7 +24,10 @@ pub enum TicketError {
     Solved,
     /// The status graph does not have this edge.
     #[error("a ticket cannot move from {from} to {to}")]
-    InvalidTransition { from: &'static str, to: &'static str },
+    InvalidTransition {
+        from: &'static str,
+        to: &'static str,
+    },
     /// The command would change nothing.
     #[error("{0}")]
     NoChange(&'static str),

@@ -223,7 +223,10 @@ fn it_lets_agents_move_between_open_pending_and_on_hold() {
 #[test]
 fn it_reopens_a_solved_ticket() {
     let events = solved_ticket().decide(TicketCommand::ChangeStatus { to: Status::Open });
-    assert_eq!(events, Ok(vec![status_changed(Status::Solved, Status::Open)]));
+    assert_eq!(
+        events,
+        Ok(vec![status_changed(Status::Solved, Status::Open)])
+    );
 }
 
 #[test]
@@ -237,7 +240,9 @@ fn it_closes_a_solved_ticket() {
 
 #[test]
 fn it_rejects_moving_a_solved_ticket_anywhere_but_open_or_closed() {
-    let result = solved_ticket().decide(TicketCommand::ChangeStatus { to: Status::Pending });
+    let result = solved_ticket().decide(TicketCommand::ChangeStatus {
+        to: Status::Pending,
+    });
     assert_eq!(
         result,
         Err(TicketError::InvalidTransition {
@@ -250,10 +255,7 @@ fn it_rejects_moving_a_solved_ticket_anywhere_but_open_or_closed() {
 #[test]
 fn it_rejects_every_change_but_reopening_on_a_solved_ticket() {
     for command in every_non_open_command().into_iter().skip(1) {
-        assert_eq!(
-            solved_ticket().decide(command),
-            Err(TicketError::Solved)
-        );
+        assert_eq!(solved_ticket().decide(command), Err(TicketError::Solved));
     }
 }
 

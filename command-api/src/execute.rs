@@ -1,0 +1,144 @@
+//! Runs a ticket command against the event store: load, check `If-Match`, decide, append.
+//!
+//! Concurrency (invariant 7): the aggregate version is the ETag. A stale `If-Match` is a 412.
+//! Two writers that both loaded version N race on inserting sequence N+1; the primary key lets
+//! exactly one win and the loser sees a conflict. The loser's command is then run once more
+//! against the new state: if it still applies it is appended, otherwise the client gets 409.
+
+use std::collections::HashMap;
+
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use helpdesk_domain::Actor;
+use helpdesk_domain::ticket::{Ticket, TicketCommand, TicketError};
+
+use crate::error::ApiError;
+use crate::extract::{IfMatch, RequestContext};
+use crate::state::AppState;
+
+/// Where a successful command left the ticket.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// The ticket's version (the sequence of its last event): its ETag.
+    pub version: u64,
+    /// The global position of the last event written, for read-your-writes.
+    pub position: i64,
+}
+
+/// The metadata every event of this command carries (invariant 6).
+fn metadata(actor: &Actor, context: &RequestContext, command: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("actor_id".to_owned(), actor.id.clone()),
+        ("actor_role".to_owned(), actor.role.as_str().to_owned()),
+        (
+            "occurred_at".to_owned(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        ),
+        ("correlation_id".to_owned(), context.correlation_id.clone()),
+        ("causation_id".to_owned(), context.causation_id.clone()),
+        ("request_id".to_owned(), context.request_id.clone()),
+        ("command".to_owned(), command.to_owned()),
+    ])
+}
+
+/// Executes `command` on ticket `ticket_id` and records the outcome in the metrics.
+pub async fn execute(
+    state: &AppState,
+    ticket_id: &str,
+    if_match: &IfMatch,
+    command: TicketCommand,
+    actor: &Actor,
+    context: &RequestContext,
+) -> Result<Written, ApiError> {
+    let name = command.name();
+    let result = run(state, ticket_id, if_match, command, actor, context).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(ApiError::Internal(_)) => "error",
+        Err(ApiError::WriteConflict(_) | ApiError::PreconditionFailed { .. }) => "conflict",
+        Err(_) => "rejected",
+    };
+    state.metrics.record_command(name, outcome);
+    result
+}
+
+async fn run(
+    state: &AppState,
+    ticket_id: &str,
+    if_match: &IfMatch,
+    command: TicketCommand,
+    actor: &Actor,
+    context: &RequestContext,
+) -> Result<Written, ApiError> {
+    let metadata = metadata(actor, context, command.name());
+    let creates = matches!(command, TicketCommand::Open(_));
+    for attempt in 0..2 {
+        let mut loaded = state
+            .store
+            .load_aggregate(ticket_id)
+            .await
+            .map_err(ApiError::internal)?;
+        let current = loaded.current_sequence as u64;
+        if !creates && current == 0 {
+            return Err(ApiError::TicketNotFound);
+        }
+        if !creates && !if_match.matches(current) {
+            return Err(ApiError::PreconditionFailed {
+                current_version: current,
+            });
+        }
+        let events = match loaded.aggregate.decide(command.clone()) {
+            Ok(events) => events,
+            Err(error) if attempt > 0 => return Err(lost_race(error)),
+            Err(error) => return Err(error.into()),
+        };
+        for event in &events {
+            loaded.aggregate.apply(event.clone());
+        }
+        match state.store.commit(events, loaded, metadata.clone()).await {
+            Ok(committed) => {
+                let version = committed.last().map_or(current, |e| e.sequence as u64);
+                let position = global_position(state, ticket_id, version).await?;
+                return Ok(Written { version, position });
+            }
+            Err(AggregateError::AggregateConflict) => {
+                tracing::debug!(ticket_id, attempt, "append lost a race; retrying");
+            }
+            Err(error) => return Err(ApiError::internal(error)),
+        }
+    }
+    Err(ApiError::WriteConflict(
+        "the ticket was changed by other requests while this one ran; retry it".into(),
+    ))
+}
+
+fn lost_race(error: TicketError) -> ApiError {
+    ApiError::WriteConflict(format!(
+        "the ticket changed while this request ran and the command no longer applies: {error}"
+    ))
+}
+
+async fn global_position(state: &AppState, ticket_id: &str, version: u64) -> Result<i64, ApiError> {
+    sqlx::query_scalar(
+        "SELECT global_position FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+    )
+    .bind(Ticket::TYPE)
+    .bind(ticket_id)
+    .bind(version as i64)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(ApiError::internal)
+}
+
+/// Loads a ticket's current state and version, for callers that need to look before writing.
+pub async fn load(
+    store: &PersistedEventStore<postgres_es::PostgresEventRepository, Ticket>,
+    ticket_id: &str,
+) -> Result<(Ticket, u64), ApiError> {
+    let loaded = store
+        .load_aggregate(ticket_id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((loaded.aggregate, loaded.current_sequence as u64))
+}

@@ -1,0 +1,228 @@
+//! `Idempotency-Key` for POST requests: a retried request gets the first response.
+//!
+//! The key is reserved in Postgres before the command runs, so two concurrent requests with the
+//! same key never both execute; the second one gets 409 `idempotency-key-in-flight` until the
+//! first answered. A 2xx response is stored and replayed for the key's lifetime (24 h by
+//! default) with `Idempotent-Replayed: true`; any other response releases the key so the client
+//! may retry. Reusing a key with a different body is 422 `idempotency-key-reused`.
+//!
+//! The command runs in its own task, so a client that disconnects mid-request does not cancel
+//! it between the append and the storing of the response.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::error::ApiError;
+
+/// A reservation older than this is treated as abandoned (its process died) and taken over.
+const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+
+/// Response headers worth replaying.
+const REPLAYED_HEADERS: [&str; 3] = ["content-type", "location", "etag"];
+
+/// Identifies one idempotent request: who sent it to which route, with which key and body.
+#[derive(Debug, Clone)]
+pub struct IdempotentRequest {
+    /// The caller and the route (`<actor>:<method> <path>`): keys of different callers never
+    /// collide.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of the canonical JSON body.
+    pub request_hash: Vec<u8>,
+}
+
+impl IdempotentRequest {
+    /// Builds the request identity. `body` is already known to be valid JSON; it is hashed in
+    /// canonical form (sorted keys, no insignificant whitespace), so formatting differences of
+    /// the same request do not count as a different body.
+    pub fn new(scope: String, key: String, body: &[u8]) -> Self {
+        let canonical = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|value| serde_json::to_vec(&value).ok())
+            .unwrap_or_else(|| body.to_vec());
+        IdempotentRequest {
+            scope,
+            key,
+            request_hash: Sha256::digest(&canonical).to_vec(),
+        }
+    }
+}
+
+/// Runs `command` at most once per key and returns its (possibly replayed) response.
+pub async fn run_once<F>(
+    pool: &PgPool,
+    ttl: Duration,
+    request: Option<IdempotentRequest>,
+    command: F,
+) -> Response
+where
+    F: Future<Output = Response> + Send + 'static,
+{
+    let Some(request) = request else {
+        return run_detached(command).await;
+    };
+    match reserve(pool, ttl, &request).await {
+        Ok(None) => {}
+        Ok(Some(replay)) => return replay,
+        Err(error) => return error.into_response(),
+    }
+    let response = run_detached(command).await;
+    let outcome = if response.status().is_success() {
+        store(pool, &request, response).await
+    } else {
+        release(pool, &request).await.map(|()| response)
+    };
+    outcome.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn run_detached<F>(command: F) -> Response
+where
+    F: Future<Output = Response> + Send + 'static,
+{
+    match tokio::spawn(command).await {
+        Ok(response) => response,
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+/// Reserves the key. `Ok(None)`: go ahead; `Ok(Some(response))`: replay this.
+async fn reserve(
+    pool: &PgPool,
+    ttl: Duration,
+    request: &IdempotentRequest,
+) -> Result<Option<Response>, ApiError> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, expires_at) \
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
+         ON CONFLICT (scope, key) DO UPDATE \
+            SET request_hash = EXCLUDED.request_hash, response_status = NULL, \
+                response_headers = NULL, response_body = NULL, created_at = now(), \
+                expires_at = EXCLUDED.expires_at \
+          WHERE idempotency_keys.expires_at < now() \
+             OR (idempotency_keys.response_status IS NULL \
+                 AND idempotency_keys.created_at < now() - make_interval(secs => $5))",
+    )
+    .bind(&request.scope)
+    .bind(&request.key)
+    .bind(&request.request_hash)
+    .bind(ttl.as_secs_f64())
+    .bind(ABANDONED_AFTER.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(ApiError::internal)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let stored: Option<(
+        Vec<u8>,
+        Option<i16>,
+        Option<serde_json::Value>,
+        Option<Vec<u8>>,
+    )> = sqlx::query_as(
+        "SELECT request_hash, response_status, response_headers, response_body \
+             FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(&request.scope)
+    .bind(&request.key)
+    .fetch_optional(pool)
+    .await
+    .map_err(ApiError::internal)?;
+    let Some((hash, status, headers, body)) = stored else {
+        // Released between our insert and our read: treat it like any in-flight request.
+        return Err(ApiError::IdempotencyKeyInFlight);
+    };
+    if hash != request.request_hash {
+        return Err(ApiError::IdempotencyKeyReused);
+    }
+    match (status, body) {
+        (Some(status), Some(body)) => Ok(Some(replay(status, headers, body)?)),
+        _ => Err(ApiError::IdempotencyKeyInFlight),
+    }
+}
+
+fn replay(
+    status: i16,
+    headers: Option<serde_json::Value>,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .ok_or_else(|| ApiError::internal(format!("stored status {status} is not HTTP")))?;
+    let mut response = (status, Body::from(body)).into_response();
+    if let Some(serde_json::Value::Object(map)) = headers {
+        for (name, value) in map {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(name),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+async fn store(
+    pool: &PgPool,
+    request: &IdempotentRequest,
+    response: Response,
+) -> Result<Response, ApiError> {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(ApiError::internal)?;
+    sqlx::query(
+        "UPDATE idempotency_keys \
+            SET response_status = $3, response_headers = $4, response_body = $5 \
+          WHERE scope = $1 AND key = $2",
+    )
+    .bind(&request.scope)
+    .bind(&request.key)
+    .bind(parts.status.as_u16() as i16)
+    .bind(replayable_headers(&parts.headers))
+    .bind(bytes.as_ref())
+    .execute(pool)
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+fn replayable_headers(headers: &HeaderMap) -> serde_json::Value {
+    let map = REPLAYED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), serde_json::Value::from(value)))
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+async fn release(pool: &PgPool, request: &IdempotentRequest) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
+        .bind(&request.scope)
+        .bind(&request.key)
+        .execute(pool)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// Deletes expired keys; `helpdesk up` calls it periodically.
+pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < now()")
+        .execute(pool)
+        .await?;
+    Ok(deleted.rows_affected())
+}

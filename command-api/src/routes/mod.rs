@@ -1,0 +1,6 @@
+//! HTTP routes of the command API. Handlers are thin: extract, build a command, execute, map.
+
+pub mod health;
+pub mod requests;
+pub mod responses;
+pub mod tickets;

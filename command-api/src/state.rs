@@ -1,0 +1,43 @@
+//! What every handler shares: the pool, the event store, NATS, metrics, settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventStore;
+use helpdesk_domain::ticket::Ticket;
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+
+use crate::metrics::Metrics;
+
+/// The postgres-es event store for tickets.
+pub type TicketStore = PersistedEventStore<PostgresEventRepository, Ticket>;
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The Postgres pool (event store, idempotency keys).
+    pub pool: PgPool,
+    /// The ticket event store.
+    pub store: Arc<TicketStore>,
+    /// The NATS connection (readiness now; the relay later).
+    pub nats: async_nats::Client,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+}
+
+impl AppState {
+    /// Wires the state from its connections.
+    pub fn new(pool: PgPool, nats: async_nats::Client, idempotency_ttl: Duration) -> Self {
+        let repository = PostgresEventRepository::new(pool.clone());
+        AppState {
+            store: Arc::new(PersistedEventStore::new_event_store(repository)),
+            pool,
+            nats,
+            metrics: Arc::new(Metrics::new()),
+            idempotency_ttl,
+        }
+    }
+}
