@@ -1,0 +1,49 @@
+//! The committed event schemas are exactly what the domain types generate.
+
+use std::path::PathBuf;
+
+use helpdesk_schemas::{UPDATE_SNAPSHOTS, event_schemas};
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+#[test]
+fn every_current_event_version_has_an_up_to_date_committed_schema() {
+    let update = std::env::var_os(UPDATE_SNAPSHOTS).is_some();
+    let mut stale = Vec::new();
+    for generated in event_schemas() {
+        let path = events_dir().join(generated.file_name());
+        let mut expected = serde_json::to_string_pretty(&generated.schema).unwrap();
+        expected.push('\n');
+        if update {
+            std::fs::write(&path, &expected).unwrap();
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != expected {
+            stale.push(generated.file_name());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale or missing event schemas {stale:?}: a stored event must never change shape. If \
+         this is a new event or version, regenerate with {UPDATE_SNAPSHOTS}=1 cargo test -p \
+         helpdesk-schemas"
+    );
+}
+
+#[test]
+fn every_schema_requires_the_fields_the_domain_always_writes() {
+    let opened = event_schemas()
+        .into_iter()
+        .find(|s| s.event_type == "TicketOpened")
+        .unwrap();
+    let required = opened.schema["required"].as_array().unwrap();
+    for field in ["ticket_id", "subject", "priority", "channel", "requester"] {
+        assert!(
+            required.iter().any(|r| r == field),
+            "TicketOpened must require {field}"
+        );
+    }
+}
