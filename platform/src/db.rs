@@ -108,3 +108,51 @@ mod tests {
         assert_eq!(quote_identifier("my\"db"), "\"my\"\"db\"");
     }
 }
+
+/// Prefix of databases made by [`create_scratch_database`].
+const SCRATCH_PREFIX: &str = "hdtest_";
+/// Scratch databases older than this are dropped by the next [`create_scratch_database`].
+const SCRATCH_MAX_AGE_SECS: u64 = 6 * 3600;
+
+/// Creates a new, migrated database with a unique name on the server of `server_url`, for
+/// tests and demos that must not share state. Returns its URL. Scratch databases left behind
+/// by earlier runs (older than six hours) are dropped on the way.
+pub async fn create_scratch_database(server_url: &str) -> Result<Secret, DbError> {
+    let options = PgConnectOptions::from_str(server_url).map_err(DbError::InvalidUrl)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = format!("{SCRATCH_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
+    drop_old_scratch_databases(&options, now).await;
+    let url = options.clone().database(&name).to_url_lossy().to_string();
+    let url = Secret::new(url);
+    ensure_database(&url).await?;
+    let pool = connect(&url, 2).await?;
+    migrate(&pool).await?;
+    pool.close().await;
+    Ok(url)
+}
+
+async fn drop_old_scratch_databases(options: &PgConnectOptions, now: u64) {
+    let Ok(mut admin) = options.clone().database("postgres").connect().await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'hdtest\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let created = name
+            .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|secs| secs + SCRATCH_MAX_AGE_SECS < now) {
+            let statement = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_identifier(&name)
+            );
+            let _ = sqlx::query(&statement).execute(&mut admin).await;
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Test helpers: the real app on port 0, a fresh database per test, the real NATS server.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use helpdesk_command_api::AppState;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// The Postgres server tests create their databases on.
+fn server_url() -> String {
+    std::env::var("HELPDESK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A running app with its own database.
+pub struct TestApp {
+    pub url: String,
+    pub pool: PgPool,
+    pub state: AppState,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let database = helpdesk_platform::db::create_scratch_database(&server_url())
+            .await
+            .expect("create a scratch database");
+        let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
+        let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
+        let state = AppState::new(pool.clone(), nats, Duration::from_secs(24 * 3600));
+        let (router, _) = helpdesk_command_api::app(
+            state.clone(),
+            no_read_routes(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        TestApp {
+            url,
+            pool,
+            state,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A request acting as `agent-1`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.as_actor(method, path, "agent-1", "agent")
+    }
+
+    pub fn as_actor(&self, method: Method, path: &str, id: &str, role: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .header("x-actor-id", id)
+            .header("x-actor-role", role)
+    }
+
+    /// Opens a valid ticket and returns its id.
+    pub async fn open_ticket(&self) -> String {
+        let response = self
+            .request(Method::POST, "/api/v1/tickets")
+            .json(&sample_ticket())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `body` as JSON with `method` to `path` as agent-1.
+    pub async fn send(&self, method: Method, path: &str, body: Value) -> Response {
+        self.request(method, path).json(&body).send().await.unwrap()
+    }
+
+    /// Number of rows in the events table.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn no_read_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+}
+
+pub fn sample_ticket() -> Value {
+    json!({
+        "subject": "Printer on fire",
+        "description": "Third floor.",
+        "priority": "high",
+        "channel": "email",
+        "requester": {"customer_id": "cust-1", "name": "Ada", "email": "ada@example.org"},
+        "tags": ["hardware"],
+    })
+}
+
+/// Asserts the response is problem+json with `status` and type `/problems/<slug>`; returns it.
+pub async fn expect_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], format!("/problems/{slug}"), "body: {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    body
+}
