@@ -19,7 +19,10 @@ async fn opening_a_ticket_answers_201_with_location_etag_and_position() {
     let headers = response.headers().clone();
     let body: Value = response.json().await.unwrap();
     let id = body["id"].as_str().unwrap();
-    assert_eq!(headers["location"], format!("/api/v1/tickets/{id}").as_str());
+    assert_eq!(
+        headers["location"],
+        format!("/api/v1/tickets/{id}").as_str()
+    );
     assert_eq!(headers["etag"], "\"1\"");
     assert!(headers.contains_key("x-request-id"));
     assert_eq!(body["version"], 1);
@@ -35,7 +38,11 @@ async fn a_command_answers_200_with_the_new_version_as_etag() {
     let app = TestApp::spawn().await;
     let id = app.open_ticket().await;
     let response = app
-        .send(Method::PUT, &format!("/api/v1/tickets/{id}/priority"), json!({"priority": "urgent"}))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/tickets/{id}/priority"),
+            json!({"priority": "urgent"}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["etag"], "\"2\"");
@@ -60,7 +67,11 @@ async fn malformed_json_is_400_and_writes_nothing() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_415() {
     let app = TestApp::spawn().await;
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         let mut request = app
             .request(Method::POST, "/api/v1/tickets")
             .body(sample_ticket().to_string());
@@ -68,8 +79,12 @@ async fn a_body_that_is_not_json_is_415() {
             request = request.header("content-type", content_type);
         }
         let response = request.send().await.unwrap();
-        expect_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
-            .await;
+        expect_problem(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        )
+        .await;
     }
     assert_eq!(app.event_count().await, 0);
 }
@@ -77,7 +92,10 @@ async fn a_body_that_is_not_json_is_415() {
 #[tokio::test]
 async fn a_json_content_type_with_charset_or_suffix_is_accepted() {
     let app = TestApp::spawn().await;
-    for content_type in ["application/json; charset=utf-8", "application/merge-patch+json"] {
+    for content_type in [
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+    ] {
         let response = app
             .request(Method::POST, "/api/v1/tickets")
             .header("content-type", content_type)
@@ -102,9 +120,18 @@ async fn a_body_over_1_mib_is_413() {
 #[tokio::test]
 async fn an_unknown_ticket_is_404() {
     let app = TestApp::spawn().await;
-    for id in ["0190a5d2-0000-7000-8000-000000000000", "not-a-uuid", "%00", "..%2F"] {
+    for id in [
+        "0190a5d2-0000-7000-8000-000000000000",
+        "not-a-uuid",
+        "%00",
+        "..%2F",
+    ] {
         let response = app
-            .send(Method::PUT, &format!("/api/v1/tickets/{id}/status"), json!({"status": "open"}))
+            .send(
+                Method::PUT,
+                &format!("/api/v1/tickets/{id}/status"),
+                json!({"status": "open"}),
+            )
             .await;
         expect_problem(response, StatusCode::NOT_FOUND, "ticket-not-found").await;
     }
@@ -113,10 +140,23 @@ async fn an_unknown_ticket_is_404() {
 #[tokio::test]
 async fn an_unknown_route_is_404_and_a_wrong_method_405_both_as_problems() {
     let app = TestApp::spawn().await;
-    let response = app.request(Method::GET, "/api/v1/nothing-here").send().await.unwrap();
+    let response = app
+        .request(Method::GET, "/api/v1/nothing-here")
+        .send()
+        .await
+        .unwrap();
     expect_problem(response, StatusCode::NOT_FOUND, "not-found").await;
-    let response = app.request(Method::DELETE, "/api/v1/tickets").send().await.unwrap();
-    expect_problem(response, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
+    let response = app
+        .request(Method::DELETE, "/api/v1/tickets")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -127,8 +167,12 @@ async fn invalid_fields_are_422_with_a_pointer_per_field() {
     ticket["tags"] = json!(["ok", "Not OK"]);
     ticket["requester"]["email"] = Value::from("nope");
     let response = app.send(Method::POST, "/api/v1/tickets", ticket).await;
-    let problem =
-        expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let problem = expect_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    )
+    .await;
     let pointers: Vec<&str> = problem["errors"]
         .as_array()
         .unwrap()
@@ -143,15 +187,28 @@ async fn invalid_fields_are_422_with_a_pointer_per_field() {
 async fn a_wrongly_typed_or_unknown_field_is_422() {
     let app = TestApp::spawn().await;
     let cases = [
-        (json!({"subject": 5, "requester": {"customer_id": "c"}}), "/subject"),
-        (json!({"subject": "s", "requester": {"customer_id": "c"}, "priority": "meh"}), "/priority"),
+        (
+            json!({"subject": 5, "requester": {"customer_id": "c"}}),
+            "/subject",
+        ),
+        (
+            json!({"subject": "s", "requester": {"customer_id": "c"}, "priority": "meh"}),
+            "/priority",
+        ),
         (json!({"subject": "s"}), "/requester"),
-        (json!({"subject": "s", "requester": {"customer_id": "c"}, "colour": "red"}), "/colour"),
+        (
+            json!({"subject": "s", "requester": {"customer_id": "c"}, "colour": "red"}),
+            "/colour",
+        ),
     ];
     for (body, pointer) in cases {
         let response = app.send(Method::POST, "/api/v1/tickets", body).await;
-        let problem =
-            expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+        let problem = expect_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        )
+        .await;
         assert_eq!(problem["errors"][0]["pointer"], pointer);
     }
     assert_eq!(app.event_count().await, 0);
@@ -162,7 +219,11 @@ async fn a_command_that_changes_nothing_is_422_no_change() {
     let app = TestApp::spawn().await;
     let id = app.open_ticket().await;
     let response = app
-        .send(Method::PUT, &format!("/api/v1/tickets/{id}/priority"), json!({"priority": "high"}))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/tickets/{id}/priority"),
+            json!({"priority": "high"}),
+        )
         .await;
     expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "no-change").await;
     assert_eq!(app.event_count().await, 1);
@@ -173,7 +234,9 @@ async fn a_forbidden_transition_and_a_closed_ticket_are_409() {
     let app = TestApp::spawn().await;
     let id = app.open_ticket().await;
     let status = format!("/api/v1/tickets/{id}/status");
-    let response = app.send(Method::PUT, &status, json!({"status": "closed"})).await;
+    let response = app
+        .send(Method::PUT, &status, json!({"status": "closed"}))
+        .await;
     expect_problem(response, StatusCode::CONFLICT, "invalid-status-transition").await;
 
     for to in ["solved", "closed"] {
@@ -181,7 +244,11 @@ async fn a_forbidden_transition_and_a_closed_ticket_are_409() {
         assert_eq!(response.status(), StatusCode::OK);
     }
     let response = app
-        .send(Method::POST, &format!("/api/v1/tickets/{id}/interactions"), json!({"body": "hi"}))
+        .send(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/interactions"),
+            json!({"body": "hi"}),
+        )
         .await;
     expect_problem(response, StatusCode::CONFLICT, "ticket-closed").await;
     assert_eq!(app.event_count().await, 3);
@@ -192,12 +259,19 @@ async fn a_solved_ticket_only_accepts_reopening() {
     let app = TestApp::spawn().await;
     let id = app.open_ticket().await;
     let status = format!("/api/v1/tickets/{id}/status");
-    app.send(Method::PUT, &status, json!({"status": "solved"})).await;
+    app.send(Method::PUT, &status, json!({"status": "solved"}))
+        .await;
     let response = app
-        .send(Method::PUT, &format!("/api/v1/tickets/{id}/tags"), json!({"add": ["vip"]}))
+        .send(
+            Method::PUT,
+            &format!("/api/v1/tickets/{id}/tags"),
+            json!({"add": ["vip"]}),
+        )
         .await;
     expect_problem(response, StatusCode::CONFLICT, "ticket-solved").await;
-    let response = app.send(Method::PUT, &status, json!({"status": "open"})).await;
+    let response = app
+        .send(Method::PUT, &status, json!({"status": "open"}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -222,8 +296,12 @@ async fn a_stale_if_match_is_412_with_the_current_version() {
         .await
         .unwrap();
     assert_eq!(response.headers()["etag"], "\"2\"");
-    let problem =
-        expect_problem(response, StatusCode::PRECONDITION_FAILED, "precondition-failed").await;
+    let problem = expect_problem(
+        response,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition-failed",
+    )
+    .await;
     assert_eq!(problem["current_version"], 2);
     assert_eq!(app.event_count().await, 2);
 }
@@ -246,7 +324,13 @@ async fn a_malformed_if_match_is_400() {
 async fn a_request_without_a_valid_actor_is_401() {
     let app = TestApp::spawn().await;
     let url = format!("{}/api/v1/tickets", app.url);
-    let anonymous = app.client.post(&url).json(&sample_ticket()).send().await.unwrap();
+    let anonymous = app
+        .client
+        .post(&url)
+        .json(&sample_ticket())
+        .send()
+        .await
+        .unwrap();
     expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     let bad_role = app
         .as_actor(Method::POST, "/api/v1/tickets", "x", "superuser")
@@ -263,7 +347,12 @@ async fn an_internal_note_from_a_customer_is_403() {
     let app = TestApp::spawn().await;
     let id = app.open_ticket().await;
     let response = app
-        .as_actor(Method::POST, &format!("/api/v1/tickets/{id}/interactions"), "cust-1", "customer")
+        .as_actor(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/interactions"),
+            "cust-1",
+            "customer",
+        )
         .json(&json!({"body": "psst", "visibility": "internal"}))
         .send()
         .await
@@ -307,7 +396,12 @@ async fn an_idempotency_key_reused_with_another_body_is_422() {
     };
     assert_eq!(send("first").await.unwrap().status(), StatusCode::CREATED);
     let response = send("second").await.unwrap();
-    expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused").await;
+    expect_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+    )
+    .await;
     assert_eq!(app.event_count().await, 2);
 }
 
@@ -322,8 +416,14 @@ async fn a_failed_request_releases_its_idempotency_key() {
     };
     let mut invalid = sample_ticket();
     invalid["subject"] = Value::from("");
-    assert_eq!(send(invalid).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(send(sample_ticket()).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        send(invalid).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        send(sample_ticket()).await.unwrap().status(),
+        StatusCode::CREATED
+    );
 }
 
 #[tokio::test]
@@ -342,9 +442,19 @@ async fn an_invalid_idempotency_key_is_400() {
 #[tokio::test]
 async fn probes_answer_and_metrics_count_requests_and_commands() {
     let app = TestApp::spawn().await;
-    let health = app.client.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = app.client.get(format!("{}/readyz", app.url)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["postgres"], "ok");
@@ -363,7 +473,9 @@ async fn probes_answer_and_metrics_count_requests_and_commands() {
     assert!(metrics.contains(
         r#"helpdesk_http_requests_total{method="POST",route="/api/v1/tickets",status="201"} 1"#
     ));
-    assert!(metrics.contains(r#"helpdesk_commands_total{command="open_ticket",outcome="accepted"} 1"#));
+    assert!(
+        metrics.contains(r#"helpdesk_commands_total{command="open_ticket",outcome="accepted"} 1"#)
+    );
     assert!(metrics.contains("helpdesk_http_request_duration_seconds_bucket"));
 }
 
@@ -380,7 +492,12 @@ async fn the_openapi_document_and_swagger_ui_are_served() {
         .await
         .unwrap();
     assert!(api["paths"]["/api/v1/tickets"]["post"].is_object());
-    let docs = app.client.get(format!("{}/docs/", app.url)).send().await.unwrap();
+    let docs = app
+        .client
+        .get(format!("{}/docs/", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }

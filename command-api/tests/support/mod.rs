@@ -34,10 +34,7 @@ impl TestApp {
         let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
         let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
         let state = AppState::new(pool.clone(), nats, Duration::from_secs(24 * 3600));
-        let (router, _) = helpdesk_command_api::app(
-            state.clone(),
-            no_read_routes(),
-        );
+        let (router, _) = helpdesk_command_api::app(state.clone(), no_read_routes());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
