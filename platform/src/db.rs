@@ -118,19 +118,26 @@ const SCRATCH_MAX_AGE_SECS: u64 = 6 * 3600;
 /// tests and demos that must not share state. Returns its URL. Scratch databases left behind
 /// by earlier runs (older than six hours) are dropped on the way.
 pub async fn create_scratch_database(server_url: &str) -> Result<Secret, DbError> {
+    let url = scratch_database_url(server_url).await?;
+    ensure_database(&url).await?;
+    let pool = connect(&url, 2).await?;
+    migrate(&pool).await?;
+    pool.close().await;
+    Ok(url)
+}
+
+/// Picks a unique scratch database name on the server of `server_url` without creating it
+/// (for tests of the start-up path that creates a missing database), and drops scratch
+/// databases older than six hours.
+pub async fn scratch_database_url(server_url: &str) -> Result<Secret, DbError> {
     let options = PgConnectOptions::from_str(server_url).map_err(DbError::InvalidUrl)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let name = format!("{SCRATCH_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
     drop_old_scratch_databases(&options, now).await;
-    let url = options.clone().database(&name).to_url_lossy().to_string();
-    let url = Secret::new(url);
-    ensure_database(&url).await?;
-    let pool = connect(&url, 2).await?;
-    migrate(&pool).await?;
-    pool.close().await;
-    Ok(url)
+    let url = options.database(&name).to_url_lossy().to_string();
+    Ok(Secret::new(url))
 }
 
 async fn drop_old_scratch_databases(options: &PgConnectOptions, now: u64) {
