@@ -92,6 +92,15 @@ where
     }
 }
 
+/// A row of `idempotency_keys`; the response columns are NULL while the request runs.
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    request_hash: Vec<u8>,
+    response_status: Option<i16>,
+    response_headers: Option<serde_json::Value>,
+    response_body: Option<Vec<u8>>,
+}
+
 /// Reserves the key. `Ok(None)`: go ahead; `Ok(Some(response))`: replay this.
 async fn reserve(
     pool: &PgPool,
@@ -120,12 +129,7 @@ async fn reserve(
     if inserted.rows_affected() == 1 {
         return Ok(None);
     }
-    let stored: Option<(
-        Vec<u8>,
-        Option<i16>,
-        Option<serde_json::Value>,
-        Option<Vec<u8>>,
-    )> = sqlx::query_as(
+    let stored: Option<StoredKey> = sqlx::query_as(
         "SELECT request_hash, response_status, response_headers, response_body \
              FROM idempotency_keys WHERE scope = $1 AND key = $2",
     )
@@ -134,7 +138,13 @@ async fn reserve(
     .fetch_optional(pool)
     .await
     .map_err(ApiError::internal)?;
-    let Some((hash, status, headers, body)) = stored else {
+    let Some(StoredKey {
+        request_hash: hash,
+        response_status: status,
+        response_headers: headers,
+        response_body: body,
+    }) = stored
+    else {
         // Released between our insert and our read: treat it like any in-flight request.
         return Err(ApiError::IdempotencyKeyInFlight);
     };

@@ -78,6 +78,7 @@ pub fn app(state: AppState, extra: OpenApiRouter<AppState>) -> (Router, utoipa::
         .split_for_parts();
     let router = router
         .route("/metrics", get(metrics::serve_metrics))
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api.clone()))
         .fallback(routes::tickets::route_not_found)
         .method_not_allowed_fallback(routes::tickets::method_not_allowed)
         .layer(from_fn_with_state(
@@ -85,8 +86,7 @@ pub fn app(state: AppState, extra: OpenApiRouter<AppState>) -> (Router, utoipa::
             metrics::track_http,
         ))
         .layer(from_fn(extract::assign_request_id))
-        .with_state(state)
-        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, api.clone()));
+        .with_state(state);
     (router, api)
 }
 

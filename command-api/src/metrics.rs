@@ -144,7 +144,9 @@ pub async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
             let mut response = text.into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             response
         }

@@ -1,5 +1,7 @@
 //! Many writers on one ticket: no lost update, no hole, no invented event (invariant 7).
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use std::collections::BTreeSet;

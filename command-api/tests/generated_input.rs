@@ -2,6 +2,8 @@
 //! with one field replaced by something hostile, odd headers. The server must never answer 5xx,
 //! every error must be problem+json, and only a 2xx may write (exactly one) event.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use std::sync::OnceLock;
@@ -119,11 +121,11 @@ fn valid_body(endpoint: usize) -> Value {
 /// A valid body with one field (possibly nested) replaced by `replacement`.
 fn mutate(mut body: Value, field: &str, replacement: Value) -> Value {
     if let Some(object) = body.as_object_mut() {
-        if field == "customer_id" {
-            if let Some(requester) = object.get_mut("requester").and_then(Value::as_object_mut) {
-                requester.insert(field.to_owned(), replacement);
-                return body;
-            }
+        if field == "customer_id"
+            && let Some(requester) = object.get_mut("requester").and_then(Value::as_object_mut)
+        {
+            requester.insert(field.to_owned(), replacement);
+            return body;
         }
         object.insert(field.to_owned(), replacement);
     }

@@ -1,5 +1,7 @@
 //! Every status code of the command API, against the real app, Postgres and NATS.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod support;
 
 use reqwest::{Method, StatusCode};

@@ -157,7 +157,7 @@ fn parse_number(variable: &'static str, value: &str) -> Result<u64, ConfigError>
     }
 }
 
-/// The prefix becomes part of stream names (`<PREFIX>_EVENTS`) and subjects, where NATS allows
+/// The prefix becomes part of stream names (upper-cased: `HELPDESK_EVENTS`) and subjects, where NATS allows
 /// only a restricted alphabet.
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
     let valid = !prefix.is_empty()

@@ -99,16 +99,6 @@ pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::quote_identifier;
-
-    #[test]
-    fn it_doubles_quotes_inside_identifiers() {
-        assert_eq!(quote_identifier("my\"db"), "\"my\"\"db\"");
-    }
-}
-
 /// Prefix of databases made by [`create_scratch_database`].
 const SCRATCH_PREFIX: &str = "hdtest_";
 /// Scratch databases older than this are dropped by the next [`create_scratch_database`].
@@ -161,5 +151,15 @@ async fn drop_old_scratch_databases(options: &PgConnectOptions, now: u64) {
             );
             let _ = sqlx::query(&statement).execute(&mut admin).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_identifier;
+
+    #[test]
+    fn it_doubles_quotes_inside_identifiers() {
+        assert_eq!(quote_identifier("my\"db"), "\"my\"\"db\"");
     }
 }

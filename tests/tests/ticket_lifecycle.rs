@@ -1,5 +1,7 @@
 //! End to end: the real `helpdesk up` process, real Postgres, real NATS.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::collections::BTreeSet;
 
 use helpdesk_tests::{Product, nats_url, postgres_server_url, run_up_expecting_exit};
@@ -58,9 +60,24 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
     let ticket = format!("{}/api/v1/tickets/{id}", product.url);
     use reqwest::Method;
     let steps = [
-        (Method::POST, "interactions", customer, json!({"body": "Still broken."})),
-        (Method::PUT, "assign", agent, json!({"assignee": "agent-7", "group": "accounts"})),
-        (Method::POST, "interactions", agent, json!({"body": "Reset your password.", "visibility": "public"})),
+        (
+            Method::POST,
+            "interactions",
+            customer,
+            json!({"body": "Still broken."}),
+        ),
+        (
+            Method::PUT,
+            "assign",
+            agent,
+            json!({"assignee": "agent-7", "group": "accounts"}),
+        ),
+        (
+            Method::POST,
+            "interactions",
+            agent,
+            json!({"body": "Reset your password.", "visibility": "public"}),
+        ),
         (Method::PUT, "status", agent, json!({"status": "solved"})),
     ];
     let mut positions = vec![opened["position"].as_i64().unwrap()];
@@ -83,18 +100,36 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
     let types: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
     assert_eq!(
         types,
-        ["TicketOpened", "ReplyAdded", "TicketAssigned", "ReplyAdded", "TicketStatusChanged"]
+        [
+            "TicketOpened",
+            "ReplyAdded",
+            "TicketAssigned",
+            "ReplyAdded",
+            "TicketStatusChanged"
+        ]
     );
     let stored_positions: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    assert!(stored_positions.windows(2).all(|w| w[0] < w[1]), "{stored_positions:?}");
-    assert_eq!(stored_positions, positions, "responses report the stored positions");
-    assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert!(
+        stored_positions.windows(2).all(|w| w[0] < w[1]),
+        "{stored_positions:?}"
+    );
+    assert_eq!(
+        stored_positions, positions,
+        "responses report the stored positions"
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
 
     let actors = ["cust-42", "cust-42", "agent-7", "agent-7", "agent-7"];
     for ((_, _, event_type, metadata, tx_id, _), actor) in rows.iter().zip(actors) {
         for key in METADATA_KEYS {
             let value = metadata[key].as_str().unwrap_or_default();
-            assert!(!value.is_empty(), "{event_type} lacks metadata {key}: {metadata}");
+            assert!(
+                !value.is_empty(),
+                "{event_type} lacks metadata {key}: {metadata}"
+            );
         }
         assert_eq!(metadata["actor_id"], actor);
         assert_eq!(metadata["correlation_id"], "e2e-lifecycle");
@@ -106,7 +141,11 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
         .iter()
         .map(|r| r.3["request_id"].as_str().unwrap())
         .collect();
-    assert_eq!(request_ids.len(), rows.len(), "each command had its own request id");
+    assert_eq!(
+        request_ids.len(),
+        rows.len(),
+        "each command had its own request id"
+    );
     let event_ids: BTreeSet<uuid::Uuid> = rows.iter().map(|r| r.5).collect();
     assert_eq!(event_ids.len(), rows.len());
 }

@@ -18,7 +18,7 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
-    /// The single version the client expects, when it named exactly one.
+    /// Whether a ticket at version `current` satisfies the header.
     pub fn matches(&self, current: u64) -> bool {
         match self {
             IfMatch::Absent | IfMatch::Any => true,
@@ -69,7 +69,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
-/// The optional `Idempotency-Key` of a POST: 1–255 visible ASCII characters.
+/// The optional `Idempotency-Key` of a POST: 1–255 visible ASCII characters or spaces.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub Option<String>);
 
@@ -88,7 +88,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             Ok(key) if valid => Ok(IdempotencyKey(Some(key.to_owned()))),
             _ => Err(ApiError::InvalidHeader {
                 name: "Idempotency-Key",
-                detail: "must be 1 to 255 visible ASCII characters".into(),
+                detail: "must be 1 to 255 visible ASCII characters or spaces".into(),
             }),
         }
     }

@@ -7,6 +7,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
+use crate::Role;
 use crate::validation::{self, MAX_TAGS_PER_TICKET, Violations};
 
 use super::commands::{AddInteraction, AssignTicket, ChangeTags, OpenTicket, TicketCommand};
@@ -233,7 +234,12 @@ fn validate_requester(requester: Requester, errors: &mut Violations) -> Requeste
 
 fn add_interaction(command: AddInteraction) -> Result<TicketEvent, TicketError> {
     let kind = AuthorKind::for_role(command.author.role);
-    if command.visibility == Visibility::Internal && kind != AuthorKind::Agent {
+    // Internal notes are written by people who work tickets; auditors only read.
+    let works_tickets = matches!(
+        command.author.role,
+        Role::Agent | Role::Manager | Role::Admin
+    );
+    if command.visibility == Visibility::Internal && !works_tickets {
         return Err(TicketError::InternalNoteNotAllowed);
     }
     let mut errors = Violations::default();

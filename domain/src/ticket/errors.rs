@@ -32,7 +32,7 @@ pub enum TicketError {
     #[error("{0}")]
     NoChange(&'static str),
     /// Internal notes are for staff.
-    #[error("only agents may add internal notes")]
+    #[error("only staff (agents, managers, admins) may add internal notes")]
     InternalNoteNotAllowed,
 }
 

@@ -428,8 +428,8 @@ fn it_lets_staff_roles_add_internal_notes_as_agents() {
 }
 
 #[test]
-fn it_rejects_an_internal_note_from_a_customer_or_the_system() {
-    for role in [Role::Customer, Role::System] {
+fn it_rejects_an_internal_note_from_a_customer_an_auditor_or_the_system() {
+    for role in [Role::Customer, Role::Auditor, Role::System] {
         let result = given(vec![opened()]).decide(reply(role, Visibility::Internal, "psst"));
         assert_eq!(result, Err(TicketError::InternalNoteNotAllowed));
     }
