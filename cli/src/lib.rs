@@ -5,7 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use helpdesk_command_api::{AppState, DOCS_PATH};
+use helpdesk_platform::auth::{self, Claims, Verifier};
 use helpdesk_platform::{Config, db, nats, telemetry};
 
 /// How often expired idempotency keys are deleted.
@@ -33,8 +36,14 @@ pub async fn migrate(config: &Config) -> Result<sqlx::PgPool, StartError> {
 pub async fn up(config: Config) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
     let nats = nats::connect(&config.nats_url).await?;
-    let state = AppState::new(pool.clone(), nats, config.idempotency_ttl);
-    let (router, _) = helpdesk_command_api::app(state, helpdesk_query_api::routes());
+    let verifier = Verifier::from_config(&config.auth, &config.data_dir).await?;
+    let state = AppState::new(
+        pool.clone(),
+        nats,
+        config.idempotency_ttl,
+        Arc::new(verifier),
+    );
+    let (router, _) = router(state);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| format!("cannot listen on {} (HELPDESK_ADDR): {e}", config.addr))?;
@@ -48,6 +57,64 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `helpdesk token` puts in a development token.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub sub: String,
+    pub role: String,
+    pub groups: Vec<String>,
+    pub customer_id: Option<String>,
+    pub ttl: Duration,
+}
+
+/// `helpdesk token`: mints an HS256 token with `HELPDESK_JWT_SECRET`, or with the development
+/// secret that `helpdesk up` uses when no key is configured.
+pub fn mint_token(config: &Config, request: TokenRequest) -> Result<String, StartError> {
+    if config.auth.jwt_secret.is_none() && config.auth.jwks_url.is_some() {
+        return Err("tokens for a JWKS setup come from your identity provider; \
+                    set HELPDESK_JWT_SECRET to mint development tokens"
+            .into());
+    }
+    let secret = match &config.auth.jwt_secret {
+        Some(secret) => secret.expose().as_bytes().to_vec(),
+        None => auth::load_or_create_dev_secret(&config.data_dir)?,
+    };
+    if !is_token_role(&request.role) {
+        return Err(format!(
+            "--role {:?} must be customer, agent, manager, auditor or admin",
+            request.role
+        )
+        .into());
+    }
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let customer_id = match (request.customer_id, request.role.as_str()) {
+        (Some(id), _) => Some(id),
+        (None, "customer") => Some(request.sub.clone()),
+        (None, _) => None,
+    };
+    let claims = Claims {
+        sub: request.sub,
+        role: request.role,
+        groups: request.groups,
+        customer_id,
+        exp: now + request.ttl.as_secs(),
+        nbf: None,
+        iat: Some(now),
+        iss: config.auth.issuer.clone(),
+        aud: config.auth.audience.clone(),
+    };
+    Ok(auth::mint(&secret, &claims)?)
+}
+
+/// The whole HTTP surface: command routes, read routes, docs, probes, metrics.
+pub fn router(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    helpdesk_command_api::app(state, helpdesk_query_api::routes())
+}
+
+fn is_token_role(role: &str) -> bool {
+    ["customer", "agent", "manager", "auditor", "admin"].contains(&role)
 }
 
 /// `helpdesk openapi`: the OpenAPI document as pretty JSON.

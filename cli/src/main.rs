@@ -23,6 +23,25 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Mint a development token (HS256, signed with HELPDESK_JWT_SECRET or the development
+    /// secret `up` uses when no key is configured).
+    Token {
+        /// customer, agent, manager, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// The user id (token subject).
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated groups, e.g. billing,tech.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// For customers: the customer id (defaults to --sub).
+        #[arg(long)]
+        customer_id: Option<String>,
+        /// Lifetime: 90s, 30m, 8h, 7d.
+        #[arg(long, default_value = "8h", value_parser = helpdesk_platform::auth::parse_ttl)]
+        ttl: std::time::Duration,
+    },
 }
 
 #[tokio::main]
@@ -38,6 +57,23 @@ async fn main() -> ExitCode {
             }),
             Err(error) => Err(error),
         },
+        Command::Token {
+            role,
+            sub,
+            groups,
+            customer_id,
+            ttl,
+        } => helpdesk::load_config().and_then(|config| {
+            let request = helpdesk::TokenRequest {
+                sub,
+                role,
+                groups,
+                customer_id,
+                ttl,
+            };
+            helpdesk::mint_token(&config, request)
+                .map(|token| helpdesk::announce(&format!("{token}\n")))
+        }),
         Command::Up => match helpdesk::load_config() {
             Ok(config) => helpdesk::up(config).await,
             Err(error) => Err(error),

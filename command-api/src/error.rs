@@ -21,7 +21,7 @@ pub enum ApiError {
     #[error("invalid header {name}: {detail}")]
     InvalidHeader { name: &'static str, detail: String },
     #[error("{0}")]
-    Unauthenticated(String),
+    Forbidden(&'static str),
     #[error("ticket not found")]
     TicketNotFound,
     #[error("no such resource")]
@@ -55,11 +55,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
-            ApiError::Unauthenticated(_) => (
-                S::UNAUTHORIZED,
-                "unauthenticated",
-                "Authentication required",
-            ),
+            ApiError::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed"),
             ApiError::Domain(TicketError::InternalNoteNotAllowed) => (
                 S::FORBIDDEN,
                 "internal-note-forbidden",

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
-use helpdesk_domain::Actor;
+use helpdesk_domain::access::{self, Access, Action, TicketFacts};
 use helpdesk_domain::ticket::{Ticket, TicketCommand, TicketError};
+use helpdesk_domain::{Actor, Principal};
 
 use crate::error::ApiError;
 use crate::extract::{IfMatch, RequestContext};
@@ -47,11 +48,11 @@ pub async fn execute(
     ticket_id: &str,
     if_match: &IfMatch,
     command: TicketCommand,
-    actor: &Actor,
+    principal: &Principal,
     context: &RequestContext,
 ) -> Result<Written, ApiError> {
     let name = command.name();
-    let result = run(state, ticket_id, if_match, command, actor, context).await;
+    let result = run(state, ticket_id, if_match, command, principal, context).await;
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(ApiError::Internal(_)) => "error",
@@ -67,10 +68,10 @@ async fn run(
     ticket_id: &str,
     if_match: &IfMatch,
     command: TicketCommand,
-    actor: &Actor,
+    principal: &Principal,
     context: &RequestContext,
 ) -> Result<Written, ApiError> {
-    let metadata = metadata(actor, context, command.name());
+    let metadata = metadata(&principal.actor(), context, command.name());
     let creates = matches!(command, TicketCommand::Open(_));
     for attempt in 0..2 {
         let mut loaded = state
@@ -82,6 +83,7 @@ async fn run(
         if !creates && current == 0 {
             return Err(ApiError::TicketNotFound);
         }
+        authorize(state, principal, &command, &loaded.aggregate)?;
         if !creates && !if_match.matches(current) {
             return Err(ApiError::PreconditionFailed {
                 current_version: current,
@@ -110,6 +112,38 @@ async fn run(
     Err(ApiError::WriteConflict(
         "the ticket was changed by other requests while this one ran; retry it".into(),
     ))
+}
+
+/// Asks the access policy whether `principal` may run `command` on `ticket` (invariant 10).
+/// Every command passes here, before `If-Match` is compared, so that a stale precondition
+/// never tells a customer that someone else's ticket exists.
+fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    command: &TicketCommand,
+    ticket: &Ticket,
+) -> Result<(), ApiError> {
+    let action = match command {
+        TicketCommand::Open(open) => Action::Open {
+            requester_id: &open.requester.customer_id,
+        },
+        TicketCommand::ChangeStatus { to } => Action::ChangeStatus { to: *to },
+        TicketCommand::ChangePriority { .. } => Action::ChangePriority,
+        TicketCommand::Assign(_) => Action::Assign,
+        TicketCommand::ChangeTags(_) => Action::ChangeTags,
+        TicketCommand::AddInteraction(add) => Action::AddInteraction {
+            visibility: add.visibility,
+        },
+    };
+    let facts = ticket.requester_id().map(|requester_id| TicketFacts {
+        requester_id,
+        group: ticket.group(),
+    });
+    match access::decide(principal, state.verifier.agent_scope(), action, facts) {
+        Access::Allowed => Ok(()),
+        Access::Forbidden(reason) => Err(ApiError::Forbidden(reason)),
+        Access::Hidden => Err(ApiError::TicketNotFound),
+    }
 }
 
 fn lost_race(error: TicketError) -> ApiError {

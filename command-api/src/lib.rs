@@ -16,7 +16,7 @@ pub mod execute;
 pub mod extract;
 pub mod idempotency;
 pub mod metrics;
-pub mod problem;
+pub use helpdesk_platform::problem;
 pub mod routes;
 pub mod state;
 
@@ -49,12 +49,34 @@ Errors are application/problem+json (RFC 9457) with a stable `type`; see docs/ap
 every problem type and every validation rule.",
         license(name = "AGPL-3.0-or-later")
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "tickets", description = "Open and work tickets"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme every `/api/v1` endpoint requires.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A JWT with claims sub, role (customer, agent, manager, auditor, admin), groups \
+                 and customer_id; `helpdesk token` mints development tokens.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 impl FromRef<AppState> for Arc<Metrics> {
     fn from_ref(state: &AppState) -> Self {

@@ -8,6 +8,8 @@ use helpdesk_domain::ticket::Ticket;
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
+use helpdesk_platform::auth::Verifier;
+
 use crate::metrics::Metrics;
 
 /// The postgres-es event store for tickets.
@@ -26,11 +28,18 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
+    /// Verifies bearer tokens; also knows the agent scope.
+    pub verifier: Arc<Verifier>,
 }
 
 impl AppState {
     /// Wires the state from its connections.
-    pub fn new(pool: PgPool, nats: async_nats::Client, idempotency_ttl: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        nats: async_nats::Client,
+        idempotency_ttl: Duration,
+        verifier: Arc<Verifier>,
+    ) -> Self {
         let repository = PostgresEventRepository::new(pool.clone());
         AppState {
             store: Arc::new(PersistedEventStore::new_event_store(repository)),
@@ -38,6 +47,19 @@ impl AppState {
             nats,
             metrics: Arc::new(Metrics::new()),
             idempotency_ttl,
+            verifier,
         }
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
     }
 }

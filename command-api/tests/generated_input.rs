@@ -171,8 +171,7 @@ fn headers() -> impl Strategy<Value = Vec<(&'static str, Vec<u8>)>> {
             prop::sample::select(vec![
                 "if-match",
                 "idempotency-key",
-                "x-actor-role",
-                "x-actor-id",
+                "authorization",
                 "x-request-id",
                 "x-correlation-id",
                 "content-type",

@@ -323,7 +323,7 @@ async fn a_malformed_if_match_is_400() {
 }
 
 #[tokio::test]
-async fn a_request_without_a_valid_actor_is_401() {
+async fn a_request_without_a_valid_token_is_401_with_a_bearer_challenge() {
     let app = TestApp::spawn().await;
     let url = format!("{}/api/v1/tickets", app.url);
     let anonymous = app
@@ -333,14 +333,25 @@ async fn a_request_without_a_valid_actor_is_401() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        "Bearer realm=\"helpdesk\""
+    );
     expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    let bad_role = app
-        .as_actor(Method::POST, "/api/v1/tickets", "x", "superuser")
+    let garbage = app
+        .client
+        .post(&url)
+        .bearer_auth("not.a.token")
         .json(&sample_ticket())
         .send()
         .await
         .unwrap();
-    expect_problem(bad_role, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let challenge = garbage.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    expect_problem(garbage, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     assert_eq!(app.event_count().await, 0);
 }
 
@@ -359,7 +370,7 @@ async fn an_internal_note_from_a_customer_is_403() {
         .send()
         .await
         .unwrap();
-    expect_problem(response, StatusCode::FORBIDDEN, "internal-note-forbidden").await;
+    expect_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(app.event_count().await, 1);
 }
 

@@ -9,8 +9,10 @@
 //! What does *not* live here: HTTP, persistence, the event envelope on the wire, authorization
 //! policies beyond the few rules that belong to the ticket itself.
 
+pub mod access;
 pub mod actor;
 pub mod ticket;
 pub mod validation;
 
+pub use access::{Access, AgentScope, Principal};
 pub use actor::{Actor, Role};

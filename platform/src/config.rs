@@ -57,6 +57,23 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// `HELPDESK_DB_MAX_CONNECTIONS`: size of the Postgres pool.
     pub db_max_connections: u32,
+    /// How tokens are verified and what agents see.
+    pub auth: AuthConfig,
+}
+
+/// Token verification settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// `HELPDESK_JWT_SECRET`: HS256 shared secret (development and tests).
+    pub jwt_secret: Option<Secret>,
+    /// `HELPDESK_JWKS_URL`: a JWKS document (`https://…`, `file:///…` or a path) for RS256/ES256.
+    pub jwks_url: Option<String>,
+    /// `HELPDESK_JWT_ISSUER`: required `iss`, when set.
+    pub issuer: Option<String>,
+    /// `HELPDESK_JWT_AUDIENCE`: required `aud`, when set.
+    pub audience: Option<String>,
+    /// `HELPDESK_AGENT_SCOPE`: `all` (default) or `groups`.
+    pub agent_scope: helpdesk_domain::AgentScope,
 }
 
 /// A configuration value that cannot be used.
@@ -131,7 +148,26 @@ impl Config {
                 &defaults::DB_MAX_CONNECTIONS.to_string(),
             ),
         )?;
+        let optional = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let agent_scope = match get("HELPDESK_AGENT_SCOPE", "all").as_str() {
+            "all" => helpdesk_domain::AgentScope::All,
+            "groups" => helpdesk_domain::AgentScope::Groups,
+            other => {
+                return Err(ConfigError {
+                    variable: "HELPDESK_AGENT_SCOPE",
+                    reason: format!("{other:?} is neither \"all\" nor \"groups\""),
+                });
+            }
+        };
+        let auth = AuthConfig {
+            jwt_secret: optional("HELPDESK_JWT_SECRET").map(Secret::new),
+            jwks_url: optional("HELPDESK_JWKS_URL"),
+            issuer: optional("HELPDESK_JWT_ISSUER"),
+            audience: optional("HELPDESK_JWT_AUDIENCE"),
+            agent_scope,
+        };
         Ok(Config {
+            auth,
             addr,
             database_url: Secret::new(get("DATABASE_URL", defaults::DATABASE_URL)),
             nats_url: get("NATS_URL", defaults::NATS_URL),

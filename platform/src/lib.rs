@@ -3,9 +3,11 @@
 //!
 //! No business rules live here; the API crates and the CLI compose these pieces.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod nats;
+pub mod problem;
 pub mod telemetry;
 
-pub use config::{Config, ConfigError, Secret};
+pub use config::{AuthConfig, Config, ConfigError, Secret};

@@ -1,13 +1,31 @@
-//! The read side of the HTTP API: search, SLA reports, audit and real-time endpoints over the
-//! read models built by `helpdesk-projections`.
+//! The read side of the HTTP API.
 //!
-//! It serves no routes yet: the read models arrive with the event pipeline, search, SLA,
-//! real-time and audit issues. [`routes`] is where they will be added, and the command API's
-//! `app` already merges it into the served router and the OpenAPI document.
+//! Today: `GET /api/v1/tickets/{id}`, a consistent read of one ticket folded from its events in
+//! the event store (the source of truth), filtered by the access policy. Search, SLA reports,
+//! audit and real-time endpoints over the projected read models arrive with later issues and
+//! are added to [`routes`], which the command API's `app` merges into the served router and the
+//! OpenAPI document.
 
+mod error;
+mod tickets;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use helpdesk_platform::auth::Verifier;
+use sqlx::PgPool;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The read routes, generic over the app state they will be mounted in.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
-    OpenApiRouter::new()
+pub use error::QueryError;
+pub use tickets::view::{InteractionView, TicketView};
+
+/// The read routes, for any app state that provides a pool and a token verifier.
+pub fn routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+    Arc<Verifier>: FromRef<S>,
+{
+    OpenApiRouter::new().routes(routes!(tickets::get_ticket))
 }

@@ -39,6 +39,8 @@ pub fn helpdesk_binary() -> PathBuf {
 pub struct Product {
     /// Base URL of the API, e.g. `http://127.0.0.1:41234`.
     pub url: String,
+    /// The HS256 secret it trusts.
+    secret: String,
     child: Child,
 }
 
@@ -46,8 +48,10 @@ impl Product {
     /// Starts `helpdesk up` on a free port with `database_url` and waits (up to 60 s) until it
     /// prints its URL.
     pub async fn start(database_url: &str) -> Product {
+        let secret = format!("e2e-{}", uuid::Uuid::new_v4().simple());
         let mut child = Command::new(helpdesk_binary())
             .arg("up")
+            .env("HELPDESK_JWT_SECRET", &secret)
             .env("DATABASE_URL", database_url)
             .env("NATS_URL", nats_url())
             .env("HELPDESK_ADDR", "127.0.0.1:0")
@@ -74,7 +78,27 @@ impl Product {
         .expect("helpdesk up printed its URL within 60 s");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Product { url, child }
+        Product { url, secret, child }
+    }
+
+    /// Mints a token with `helpdesk token`, as an operator would.
+    pub async fn token(&self, role: &str, sub: &str) -> String {
+        let output = Command::new(helpdesk_binary())
+            .args(["token", "--role", role, "--sub", sub, "--ttl", "10m"])
+            .env("HELPDESK_JWT_SECRET", &self.secret)
+            .env("RUST_LOG", "off")
+            .output()
+            .await
+            .expect("run helpdesk token");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("a token is ASCII")
+            .trim()
+            .to_owned()
     }
 
     /// Stops the process.
@@ -90,6 +114,7 @@ pub async fn run_up_expecting_exit(env: &[(&str, &str)]) -> (std::process::ExitS
     command
         .arg("up")
         .env("HELPDESK_ADDR", "127.0.0.1:0")
+        .env("HELPDESK_JWT_SECRET", "unused-in-start-up-failures")
         .env("RUST_LOG", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

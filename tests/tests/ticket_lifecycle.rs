@@ -21,13 +21,12 @@ async fn send(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: String,
-    actor: (&str, &str),
+    token: &str,
     body: Value,
 ) -> Value {
     let response = client
         .request(method, url)
-        .header("x-actor-id", actor.0)
-        .header("x-actor-role", actor.1)
+        .bearer_auth(token)
         .header("x-correlation-id", "e2e-lifecycle")
         .json(&body)
         .send()
@@ -44,14 +43,14 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
         .unwrap();
     let product = Product::start(database.expose()).await;
     let client = reqwest::Client::new();
-    let customer = ("cust-42", "customer");
-    let agent = ("agent-7", "agent");
+    let customer = product.token("customer", "cust-42").await;
+    let agent = product.token("agent", "agent-7").await;
 
     let opened = send(
         &client,
         reqwest::Method::POST,
         format!("{}/api/v1/tickets", product.url),
-        customer,
+        &customer,
         json!({"subject": "Cannot log in", "description": "Since this morning.",
                "channel": "web", "requester": {"customer_id": "cust-42"}}),
     )
@@ -63,22 +62,22 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
         (
             Method::POST,
             "interactions",
-            customer,
+            &customer,
             json!({"body": "Still broken."}),
         ),
         (
             Method::PUT,
             "assign",
-            agent,
+            &agent,
             json!({"assignee": "agent-7", "group": "accounts"}),
         ),
         (
             Method::POST,
             "interactions",
-            agent,
+            &agent,
             json!({"body": "Reset your password.", "visibility": "public"}),
         ),
-        (Method::PUT, "status", agent, json!({"status": "solved"})),
+        (Method::PUT, "status", &agent, json!({"status": "solved"})),
     ];
     let mut positions = vec![opened["position"].as_i64().unwrap()];
     for (method, path, actor, body) in steps {

@@ -1,12 +1,10 @@
 //! Request extractors: everything a handler needs, already checked, or a ready `ApiError`.
 
-mod actor;
 mod context;
 mod json;
 mod preconditions;
 mod ticket_id;
 
-pub use actor::CurrentActor;
 pub use context::{RequestContext, RequestId, assign_request_id};
 pub use json::{JsonBody, MAX_BODY_BYTES};
 pub use preconditions::{IdempotencyKey, IfMatch};

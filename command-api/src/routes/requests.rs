@@ -23,8 +23,10 @@ pub struct OpenTicketRequest {
     /// Defaults to `api`.
     #[serde(default = "default_channel")]
     pub channel: Channel,
-    /// The customer asking for help.
-    pub requester: RequesterRequest,
+    /// The customer asking for help. Customers may omit it (they are the requester) and may
+    /// not name anyone else; staff must give it.
+    #[serde(default)]
+    pub requester: Option<RequesterRequest>,
     /// Lowercase `[a-z0-9_-]{1,50}`, at most 50; duplicates are dropped.
     #[serde(default)]
     pub tags: Vec<String>,

@@ -4,10 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use helpdesk_domain::Actor;
+use helpdesk_domain::Principal;
 use helpdesk_domain::ticket::{
     AddInteraction, AssignTicket, ChangeTags, OpenTicket, Requester, TicketCommand,
 };
+use helpdesk_domain::validation::Violations;
+use helpdesk_platform::auth::Authenticated;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -16,7 +18,7 @@ use super::requests::*;
 use super::responses::CommandAccepted;
 use crate::error::ApiError;
 use crate::execute::execute;
-use crate::extract::{CurrentActor, IdempotencyKey, IfMatch, JsonBody, RequestContext, TicketId};
+use crate::extract::{IdempotencyKey, IfMatch, JsonBody, RequestContext, TicketId};
 use crate::idempotency::{IdempotentRequest, run_once};
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -50,7 +52,7 @@ impl Answer {
 /// Everything a command needs besides its payload.
 struct Call {
     state: AppState,
-    actor: Actor,
+    principal: Principal,
     context: RequestContext,
 }
 
@@ -67,7 +69,7 @@ impl Call {
             &ticket_id,
             &if_match,
             command,
-            &self.actor,
+            &self.principal,
             &self.context,
         )
         .await;
@@ -106,9 +108,9 @@ impl Call {
     ) -> Response {
         let pool = self.state.pool.clone();
         let ttl = self.state.idempotency_ttl;
-        let request = key
-            .0
-            .map(|key| IdempotentRequest::new(format!("{}:{route}", self.actor.id), key, raw_body));
+        let request = key.0.map(|key| {
+            IdempotentRequest::new(format!("{}:{route}", self.principal.id), key, raw_body)
+        });
         let command = self.run(ticket_id, IfMatch::Absent, command, answer);
         run_once(&pool, ttl, request, command).await
     }
@@ -121,17 +123,17 @@ impl Call {
 /// the same key with the same body returns the first response for 24 hours.
 #[utoipa::path(
     post, path = "/api/v1/tickets", tag = "tickets",
+    security(("bearer" = [])),
     request_body(content = OpenTicketRequest, content_type = "application/json"),
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters; makes the POST safe to retry"),
-        ("X-Actor-Id" = String, Header, description = "Development identity: the acting user's id"),
-        ("X-Actor-Role" = String, Header, description = "Development identity: customer, agent, manager, auditor, admin or system"),
     ),
     responses(
         (status = 201, description = "Ticket opened", body = CommandAccepted,
          headers(("Location" = String, description = "URL of the ticket"), ("ETag" = String, description = "The ticket's version, quoted"))),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown actor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Same Idempotency-Key still in flight", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
@@ -140,12 +142,16 @@ impl Call {
 )]
 async fn open_ticket(
     State(state): State<AppState>,
-    CurrentActor(actor): CurrentActor,
+    Authenticated(principal): Authenticated,
     context: RequestContext,
     key: IdempotencyKey,
     body: JsonBody<OpenTicketRequest>,
 ) -> Response {
     let request = body.value;
+    let requester = match requester_of(request.requester, &principal) {
+        Ok(requester) => requester,
+        Err(error) => return error.into_response(),
+    };
     let ticket_id = Uuid::now_v7().to_string();
     let command = TicketCommand::Open(OpenTicket {
         ticket_id: ticket_id.clone(),
@@ -153,11 +159,7 @@ async fn open_ticket(
         description: request.description,
         priority: request.priority,
         channel: request.channel,
-        requester: Requester {
-            customer_id: request.requester.customer_id,
-            name: request.requester.name,
-            email: request.requester.email,
-        },
+        requester,
         tags: request.tags,
         group: request.group,
     });
@@ -168,7 +170,7 @@ async fn open_ticket(
     };
     let call = Call {
         state,
-        actor,
+        principal,
         context,
     };
     let route = "POST /api/v1/tickets".to_owned();
@@ -176,20 +178,50 @@ async fn open_ticket(
         .await
 }
 
+/// The requester of a new ticket: as given, or the calling customer when omitted.
+fn requester_of(
+    given: Option<RequesterRequest>,
+    principal: &Principal,
+) -> Result<Requester, ApiError> {
+    if let Some(given) = given {
+        return Ok(Requester {
+            customer_id: given.customer_id,
+            name: given.name,
+            email: given.email,
+        });
+    }
+    match &principal.customer_id {
+        Some(customer_id) => Ok(Requester {
+            customer_id: customer_id.clone(),
+            name: None,
+            email: None,
+        }),
+        None => {
+            let mut violations = Violations::default();
+            violations.add(
+                "/requester",
+                "required",
+                "staff must name the requester of a ticket they open",
+            );
+            Err(ApiError::Validation(violations))
+        }
+    }
+}
+
 /// Change a ticket's status.
 #[utoipa::path(
     put, path = "/api/v1/tickets/{id}/status", tag = "tickets",
+    security(("bearer" = [])),
     request_body(content = ChangeStatusRequest, content_type = "application/json"),
     params(
         ("id" = String, Path, description = "Ticket id (UUID)"),
-        ("X-Actor-Id" = String, Header, description = "Development identity: the acting user's id"),
-        ("X-Actor-Role" = String, Header, description = "Development identity: customer, agent, manager, auditor, admin or system"),
         ("If-Match" = Option<String>, Header, description = "The version you last saw, quoted (\"3\"); a stale version gets 412"),
     ),
     responses(
         (status = 200, description = "Status changed", body = CommandAccepted, headers(("ETag" = String))),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown actor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
@@ -200,7 +232,7 @@ async fn open_ticket(
 )]
 async fn change_status(
     State(state): State<AppState>,
-    CurrentActor(actor): CurrentActor,
+    Authenticated(principal): Authenticated,
     context: RequestContext,
     TicketId(id): TicketId,
     if_match: IfMatch,
@@ -211,7 +243,7 @@ async fn change_status(
     };
     let call = Call {
         state,
-        actor,
+        principal,
         context,
     };
     call.run(id, if_match, command, Answer::UPDATED).await
@@ -220,17 +252,17 @@ async fn change_status(
 /// Change a ticket's priority.
 #[utoipa::path(
     put, path = "/api/v1/tickets/{id}/priority", tag = "tickets",
+    security(("bearer" = [])),
     request_body(content = ChangePriorityRequest, content_type = "application/json"),
     params(
         ("id" = String, Path, description = "Ticket id (UUID)"),
-        ("X-Actor-Id" = String, Header, description = "Development identity: the acting user's id"),
-        ("X-Actor-Role" = String, Header, description = "Development identity: customer, agent, manager, auditor, admin or system"),
         ("If-Match" = Option<String>, Header, description = "The version you last saw, quoted"),
     ),
     responses(
         (status = 200, description = "Priority changed", body = CommandAccepted, headers(("ETag" = String))),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown actor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
@@ -241,7 +273,7 @@ async fn change_status(
 )]
 async fn change_priority(
     State(state): State<AppState>,
-    CurrentActor(actor): CurrentActor,
+    Authenticated(principal): Authenticated,
     context: RequestContext,
     TicketId(id): TicketId,
     if_match: IfMatch,
@@ -252,7 +284,7 @@ async fn change_priority(
     };
     let call = Call {
         state,
-        actor,
+        principal,
         context,
     };
     call.run(id, if_match, command, Answer::UPDATED).await
@@ -261,17 +293,17 @@ async fn change_priority(
 /// Assign or unassign an agent and/or a group.
 #[utoipa::path(
     put, path = "/api/v1/tickets/{id}/assign", tag = "tickets",
+    security(("bearer" = [])),
     request_body(content = AssignRequest, content_type = "application/json"),
     params(
         ("id" = String, Path, description = "Ticket id (UUID)"),
-        ("X-Actor-Id" = String, Header, description = "Development identity: the acting user's id"),
-        ("X-Actor-Role" = String, Header, description = "Development identity: customer, agent, manager, auditor, admin or system"),
         ("If-Match" = Option<String>, Header, description = "The version you last saw, quoted"),
     ),
     responses(
         (status = 200, description = "Assignment changed", body = CommandAccepted, headers(("ETag" = String))),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown actor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
@@ -282,7 +314,7 @@ async fn change_priority(
 )]
 async fn assign(
     State(state): State<AppState>,
-    CurrentActor(actor): CurrentActor,
+    Authenticated(principal): Authenticated,
     context: RequestContext,
     TicketId(id): TicketId,
     if_match: IfMatch,
@@ -294,7 +326,7 @@ async fn assign(
     });
     let call = Call {
         state,
-        actor,
+        principal,
         context,
     };
     call.run(id, if_match, command, Answer::UPDATED).await
@@ -303,17 +335,17 @@ async fn assign(
 /// Add and/or remove tags.
 #[utoipa::path(
     put, path = "/api/v1/tickets/{id}/tags", tag = "tickets",
+    security(("bearer" = [])),
     request_body(content = ChangeTagsRequest, content_type = "application/json"),
     params(
         ("id" = String, Path, description = "Ticket id (UUID)"),
-        ("X-Actor-Id" = String, Header, description = "Development identity: the acting user's id"),
-        ("X-Actor-Role" = String, Header, description = "Development identity: customer, agent, manager, auditor, admin or system"),
         ("If-Match" = Option<String>, Header, description = "The version you last saw, quoted"),
     ),
     responses(
         (status = 200, description = "Tags changed", body = CommandAccepted, headers(("ETag" = String))),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown actor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
@@ -324,7 +356,7 @@ async fn assign(
 )]
 async fn change_tags(
     State(state): State<AppState>,
-    CurrentActor(actor): CurrentActor,
+    Authenticated(principal): Authenticated,
     context: RequestContext,
     TicketId(id): TicketId,
     if_match: IfMatch,
@@ -336,7 +368,7 @@ async fn change_tags(
     });
     let call = Call {
         state,
-        actor,
+        principal,
         context,
     };
     call.run(id, if_match, command, Answer::UPDATED).await
@@ -348,18 +380,18 @@ async fn change_tags(
 /// `internal` notes. Send an `Idempotency-Key` to make retries safe.
 #[utoipa::path(
     post, path = "/api/v1/tickets/{id}/interactions", tag = "tickets",
+    security(("bearer" = [])),
     request_body(content = AddInteractionRequest, content_type = "application/json"),
     params(
         ("id" = String, Path, description = "Ticket id (UUID)"),
-        ("X-Actor-Id" = String, Header, description = "Development identity: the acting user's id"),
-        ("X-Actor-Role" = String, Header, description = "Development identity: customer, agent, manager, auditor, admin or system"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry"),
     ),
     responses(
         (status = 201, description = "Interaction added", body = CommandAccepted, headers(("ETag" = String))),
         (status = 403, description = "Internal note by a non-agent", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Unknown actor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
@@ -369,7 +401,7 @@ async fn change_tags(
 )]
 async fn add_interaction(
     State(state): State<AppState>,
-    CurrentActor(actor): CurrentActor,
+    Authenticated(principal): Authenticated,
     context: RequestContext,
     TicketId(id): TicketId,
     key: IdempotencyKey,
@@ -378,7 +410,7 @@ async fn add_interaction(
     let interaction_id = Uuid::now_v7().to_string();
     let command = TicketCommand::AddInteraction(AddInteraction {
         interaction_id: interaction_id.clone(),
-        author: actor.clone(),
+        author: principal.actor(),
         visibility: body.value.visibility,
         body: body.value.body,
     });
@@ -390,7 +422,7 @@ async fn add_interaction(
     let route = format!("POST /api/v1/tickets/{id}/interactions");
     let call = Call {
         state,
-        actor,
+        principal,
         context,
     };
     call.run_idempotent(key, route, &body.raw, id, command, answer)

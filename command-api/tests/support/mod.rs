@@ -3,7 +3,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use helpdesk_command_api::AppState;
+use helpdesk_platform::AuthConfig;
+use helpdesk_platform::auth::{Claims, Verifier, mint};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -33,8 +37,14 @@ impl TestApp {
             .expect("create a scratch database");
         let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
         let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
-        let state = AppState::new(pool.clone(), nats, Duration::from_secs(24 * 3600));
-        let (router, _) = helpdesk_command_api::app(state.clone(), no_read_routes());
+        let verifier = Verifier::with_hs256_secret(SECRET, &AuthConfig::default());
+        let state = AppState::new(
+            pool.clone(),
+            nats,
+            Duration::from_secs(24 * 3600),
+            Arc::new(verifier),
+        );
+        let (router, _) = helpdesk_command_api::app(state.clone(), helpdesk_query_api::routes());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -51,11 +61,11 @@ impl TestApp {
         self.as_actor(method, path, "agent-1", "agent")
     }
 
+    /// A request with a valid token for `id` in `role` (customers speak for customer `id`).
     pub fn as_actor(&self, method: Method, path: &str, id: &str, role: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.url))
-            .header("x-actor-id", id)
-            .header("x-actor-role", role)
+            .bearer_auth(token(id, role))
     }
 
     /// Opens a valid ticket and returns its id.
@@ -85,8 +95,34 @@ impl TestApp {
     }
 }
 
-fn no_read_routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    utoipa_axum::router::OpenApiRouter::new()
+/// The HS256 secret the test apps trust.
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
+
+/// A valid token (one hour) for `id` in `role`; customers speak for customer `id`.
+pub fn token(id: &str, role: &str) -> String {
+    let now = now();
+    mint(
+        SECRET,
+        &Claims {
+            sub: id.to_owned(),
+            role: role.to_owned(),
+            groups: vec!["billing".to_owned()],
+            customer_id: (role == "customer").then(|| id.to_owned()),
+            exp: now + 3600,
+            nbf: None,
+            iat: Some(now),
+            iss: None,
+            aud: None,
+        },
+    )
+    .unwrap()
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 pub fn sample_ticket() -> Value {

@@ -1,0 +1,46 @@
+//! `QueryError`: every way a read can fail, mapped to problem+json in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use helpdesk_platform::problem::Problem;
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// No such ticket, or one the caller may not know about.
+    #[error("ticket not found")]
+    TicketNotFound,
+    /// Something on our side failed; logged, answered opaque.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl QueryError {
+    /// Wraps an unexpected failure of ours.
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        QueryError::Internal(error.into())
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            QueryError::TicketNotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "ticket-not-found",
+                "Ticket not found",
+                self.to_string(),
+            ),
+            QueryError::Internal(cause) => {
+                tracing::error!(error = %cause, cause = ?cause, "read failed");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal server error",
+                    "the server failed to handle the request",
+                )
+            }
+        };
+        problem.into_response()
+    }
+}
