@@ -32,12 +32,17 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(AuthConfig::default()).await
+    }
+
+    /// Spawns with token settings (issuer, audience, agent scope).
+    pub async fn spawn_with(auth: AuthConfig) -> TestApp {
         let database = helpdesk_platform::db::create_scratch_database(&server_url())
             .await
             .expect("create a scratch database");
         let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
         let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
-        let verifier = Verifier::with_hs256_secret(SECRET, &AuthConfig::default());
+        let verifier = Verifier::with_hs256_secret(SECRET, &auth);
         let state = AppState::new(
             pool.clone(),
             nats,
@@ -95,27 +100,39 @@ impl TestApp {
     }
 }
 
+/// Claims of a valid one-hour token for `id` in `role` (customers speak for customer `id`).
+pub fn claims(id: &str, role: &str) -> Claims {
+    let now = now();
+    Claims {
+        sub: id.to_owned(),
+        role: role.to_owned(),
+        groups: vec!["billing".to_owned()],
+        customer_id: (role == "customer").then(|| id.to_owned()),
+        exp: now + 3600,
+        nbf: None,
+        iat: Some(now),
+        iss: None,
+        aud: None,
+    }
+}
+
 /// The HS256 secret the test apps trust.
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
 
-/// A valid token (one hour) for `id` in `role`; customers speak for customer `id`.
+/// A valid token (one hour) for `id` in `role`.
 pub fn token(id: &str, role: &str) -> String {
-    let now = now();
-    mint(
-        SECRET,
-        &Claims {
-            sub: id.to_owned(),
-            role: role.to_owned(),
-            groups: vec!["billing".to_owned()],
-            customer_id: (role == "customer").then(|| id.to_owned()),
-            exp: now + 3600,
-            nbf: None,
-            iat: Some(now),
-            iss: None,
-            aud: None,
-        },
-    )
-    .unwrap()
+    mint(SECRET, &claims(id, role)).unwrap()
+}
+
+/// A token that says `alg: none` and carries no signature.
+pub fn unsigned_token(id: &str, role: &str) -> String {
+    use base64::Engine;
+    let encode = |value: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    };
+    let header = encode(json!({"alg": "none", "typ": "JWT"}));
+    let body = encode(serde_json::to_value(claims(id, role)).unwrap());
+    format!("{header}.{body}.")
 }
 
 pub fn now() -> u64 {

@@ -148,10 +148,10 @@ impl Verifier {
                 if let Some(key) = self.find_jwks_key(alg, kid) {
                     return Ok(key);
                 }
-                if self.refresh_jwks().await {
-                    if let Some(key) = self.find_jwks_key(alg, kid) {
-                        return Ok(key);
-                    }
+                if self.refresh_jwks().await
+                    && let Some(key) = self.find_jwks_key(alg, kid)
+                {
+                    return Ok(key);
                 }
                 Err(AuthError::Invalid(
                     "the token's signing key is unknown".into(),
