@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use helpdesk_command_api::relay::{Relay, RelaySettings};
 use helpdesk_command_api::{AppState, DOCS_PATH};
 use helpdesk_platform::auth::{self, Claims, Verifier};
 use helpdesk_platform::{Config, db, nats, telemetry};
@@ -43,6 +44,7 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         config.idempotency_ttl,
         Arc::new(verifier),
     );
+    tokio::spawn(relay(&config, &state).run());
     let (router, _) = router(state);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -56,6 +58,45 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The relay of this process, woken by its own commits.
+fn relay(config: &Config, state: &AppState) -> Relay {
+    Relay::new(
+        state.pool.clone(),
+        state.nats.clone(),
+        relay_settings(config),
+        state.relay_wakeup.clone(),
+        state.metrics.clone(),
+    )
+}
+
+fn relay_settings(config: &Config) -> RelaySettings {
+    RelaySettings {
+        prefix: config.nats_prefix.clone(),
+        poll_interval: config.relay_poll_interval,
+        batch_size: 256,
+    }
+}
+
+/// `helpdesk relay`: only the relay, until SIGINT or SIGTERM (for running it apart from the
+/// API; only one relay per database is active at a time).
+pub async fn relay_alone(config: Config) -> Result<(), StartError> {
+    let pool = migrate(&config).await?;
+    let nats = nats::connect(&config.nats_url).await?;
+    let relay = Relay::new(
+        pool,
+        nats,
+        relay_settings(&config),
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(helpdesk_command_api::metrics::Metrics::new()),
+    );
+    announce("relay started\n");
+    tokio::select! {
+        () = relay.run() => {}
+        () = shutdown_signal() => {}
+    }
     Ok(())
 }
 

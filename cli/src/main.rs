@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the whole product in one process (migrates the database first).
     Up,
+    /// Run only the relay (events table → JetStream).
+    Relay,
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
     /// Print the OpenAPI document.
@@ -74,6 +76,10 @@ async fn main() -> ExitCode {
             helpdesk::mint_token(&config, request)
                 .map(|token| helpdesk::announce(&format!("{token}\n")))
         }),
+        Command::Relay => match helpdesk::load_config() {
+            Ok(config) => helpdesk::relay_alone(config).await,
+            Err(error) => Err(error),
+        },
         Command::Up => match helpdesk::load_config() {
             Ok(config) => helpdesk::up(config).await,
             Err(error) => Err(error),

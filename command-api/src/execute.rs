@@ -99,6 +99,7 @@ async fn run(
         }
         match state.store.commit(events, loaded, metadata.clone()).await {
             Ok(committed) => {
+                state.relay_wakeup.notify_one();
                 let version = committed.last().map_or(current, |e| e.sequence as u64);
                 let position = global_position(state, ticket_id, version).await?;
                 return Ok(Written { version, position });

@@ -17,6 +17,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub use helpdesk_platform::problem;
+pub mod relay;
 pub mod routes;
 pub mod state;
 

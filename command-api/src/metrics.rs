@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -48,6 +49,9 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     commands: Family<CommandLabels, Counter>,
+    relay_published: Counter,
+    relay_lag: Gauge,
+    relay_checkpoint: Gauge,
 }
 
 impl Metrics {
@@ -75,11 +79,32 @@ impl Metrics {
             "Ticket commands by type and outcome (accepted, rejected, conflict, error)",
             commands.clone(),
         );
+        let relay_published = Counter::default();
+        let relay_lag = Gauge::default();
+        let relay_checkpoint = Gauge::default();
+        registry.register(
+            "relay_published_events",
+            "Events the relay published to JetStream and saw acknowledged",
+            relay_published.clone(),
+        );
+        registry.register(
+            "relay_lag_events",
+            "Events committed after the relay checkpoint, not yet published",
+            relay_lag.clone(),
+        );
+        registry.register(
+            "relay_checkpoint_position",
+            "Global position of the last event the relay published",
+            relay_checkpoint.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             http_duration,
             commands,
+            relay_published,
+            relay_lag,
+            relay_checkpoint,
         }
     }
 
@@ -91,6 +116,17 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts `count` events published, up to `position`.
+    pub fn relay_published(&self, count: u64, position: i64) {
+        self.relay_published.inc_by(count);
+        self.relay_checkpoint.set(position);
+    }
+
+    /// Sets the number of events committed but not yet published.
+    pub fn relay_lag(&self, events: i64) {
+        self.relay_lag.set(events);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -30,6 +30,8 @@ pub struct AppState {
     pub idempotency_ttl: Duration,
     /// Verifies bearer tokens; also knows the agent scope.
     pub verifier: Arc<Verifier>,
+    /// Wakes the relay when this process committed events.
+    pub relay_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             idempotency_ttl,
             verifier,
+            relay_wakeup: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct Config {
     pub db_max_connections: u32,
     /// How tokens are verified and what agents see.
     pub auth: AuthConfig,
+    /// `HELPDESK_RELAY_POLL_MS`: how often the relay looks for events written by other
+    /// processes (it wakes at once for this process's own writes).
+    pub relay_poll_interval: Duration,
 }
 
 /// Token verification settings.
@@ -100,6 +103,8 @@ pub mod defaults {
     pub const DATA_DIR: &str = "./data";
     /// Default for `HELPDESK_IDEMPOTENCY_TTL_HOURS`.
     pub const IDEMPOTENCY_TTL_HOURS: u64 = 24;
+    /// Default for `HELPDESK_RELAY_POLL_MS`.
+    pub const RELAY_POLL_MS: u64 = 500;
     /// Default for `HELPDESK_DB_MAX_CONNECTIONS`.
     pub const DB_MAX_CONNECTIONS: u32 = 20;
 }
@@ -166,7 +171,15 @@ impl Config {
             audience: optional("HELPDESK_JWT_AUDIENCE"),
             agent_scope,
         };
+        let relay_poll_ms = parse_number(
+            "HELPDESK_RELAY_POLL_MS",
+            &get(
+                "HELPDESK_RELAY_POLL_MS",
+                &defaults::RELAY_POLL_MS.to_string(),
+            ),
+        )?;
         Ok(Config {
+            relay_poll_interval: Duration::from_millis(relay_poll_ms),
             auth,
             addr,
             database_url: Secret::new(get("DATABASE_URL", defaults::DATABASE_URL)),

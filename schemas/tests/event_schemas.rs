@@ -49,3 +49,20 @@ fn every_schema_requires_the_fields_the_domain_always_writes() {
         );
     }
 }
+
+#[test]
+fn the_committed_envelope_schema_is_up_to_date() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envelope.json");
+    let mut expected = serde_json::to_string_pretty(&helpdesk_schemas::envelope_schema()).unwrap();
+    expected.push('\n');
+    if std::env::var(UPDATE_SNAPSHOTS).is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &expected).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == expected,
+        "schemas/envelope.json is stale: the envelope is a public contract; regenerate with \
+         {UPDATE_SNAPSHOTS}=1 cargo test -p helpdesk-schemas if the change is intended"
+    );
+}

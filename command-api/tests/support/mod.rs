@@ -6,8 +6,10 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use helpdesk_command_api::AppState;
+use helpdesk_command_api::relay::{Relay, RelaySettings};
 use helpdesk_platform::AuthConfig;
 use helpdesk_platform::auth::{Claims, Verifier, mint};
+use helpdesk_schemas::EventEnvelope;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -22,12 +24,14 @@ fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
-/// A running app with its own database.
+/// A running app with its own database and its own NATS prefix.
 pub struct TestApp {
     pub url: String,
     pub pool: PgPool,
     pub state: AppState,
     pub client: reqwest::Client,
+    /// `HELPDESK_NATS_PREFIX` of this app: its stream is `<PREFIX>_EVENTS`.
+    pub prefix: String,
 }
 
 impl TestApp {
@@ -53,12 +57,74 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let prefix = test_prefix();
+        prune_old_test_streams(&state.nats).await;
         TestApp {
             url,
             pool,
             state,
             client: reqwest::Client::new(),
+            prefix,
         }
+    }
+
+    /// Starts a relay for this app (woken by its commits); abort the handle to kill it.
+    pub fn start_relay(&self) -> tokio::task::JoinHandle<()> {
+        let relay = Relay::new(
+            self.pool.clone(),
+            self.state.nats.clone(),
+            RelaySettings {
+                prefix: self.prefix.clone(),
+                poll_interval: Duration::from_millis(100),
+                batch_size: 256,
+            },
+            self.state.relay_wakeup.clone(),
+            self.state.metrics.clone(),
+        );
+        tokio::spawn(relay.run())
+    }
+
+    /// Waits (up to 30 s) until the app's stream holds `count` messages, then returns them all
+    /// in stream order as (subject, Nats-Msg-Id, envelope).
+    pub async fn stream_messages(&self, count: u64) -> Vec<(String, String, EventEnvelope)> {
+        let js = async_nats::jetstream::new(self.state.nats.clone());
+        let name = helpdesk_schemas::events_stream_name(&self.prefix);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            if let Ok(mut stream) = js.get_stream(&name).await
+                && stream.info().await.unwrap().state.messages >= count
+            {
+                break stream;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stream {name} did not reach {count} messages within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let last = stream.cached_info().state.last_sequence;
+        let mut messages = Vec::new();
+        for sequence in 1..=last {
+            let Ok(message) = stream.get_raw_message(sequence).await else {
+                continue;
+            };
+            let id = message
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            let envelope: EventEnvelope = serde_json::from_slice(&message.payload).unwrap();
+            messages.push((message.subject.to_string(), id, envelope));
+        }
+        messages
+    }
+
+    /// Deletes the app's stream.
+    pub async fn delete_stream(&self) {
+        let js = async_nats::jetstream::new(self.state.nats.clone());
+        let _ = js
+            .delete_stream(helpdesk_schemas::events_stream_name(&self.prefix))
+            .await;
     }
 
     /// A request acting as `agent-1`.
@@ -168,4 +234,33 @@ pub async fn expect_problem(response: Response, status: StatusCode, slug: &str) 
     assert_eq!(body["status"], status.as_u16());
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
     body
+}
+
+/// A NATS prefix of its own for each test app: `t<unix seconds>x<random>`.
+fn test_prefix() -> String {
+    format!(
+        "t{}x{}",
+        now(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Deletes streams that earlier test runs left behind (older than an hour).
+async fn prune_old_test_streams(nats: &async_nats::Client) {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(nats.clone());
+    let names: Vec<String> = js
+        .stream_names()
+        .filter_map(|name| async move { name.ok() })
+        .collect()
+        .await;
+    for name in names {
+        let created = name
+            .strip_prefix('T')
+            .and_then(|rest| rest.split('X').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|secs| secs + 3600 < now()) {
+            let _ = js.delete_stream(&name).await;
+        }
+    }
 }

@@ -1,0 +1,155 @@
+//! The relay's SQL: read the next batch of committed events after the cursor, and move the
+//! cursor.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use helpdesk_schemas::EventEnvelope;
+use sqlx::PgPool;
+
+/// A position in commit-safe order: `(tx_id, global_position)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Cursor {
+    /// The writing transaction's id (xid8 as a number).
+    pub tx_id: i64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+/// One event read for publishing, with the cursor just after it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub cursor: Cursor,
+    pub envelope: EventEnvelope,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    tx: i64,
+    global_position: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+    event_id: uuid::Uuid,
+    recorded_at: DateTime<Utc>,
+}
+
+/// Reads up to `limit` events after `after`, only from transactions older than every
+/// transaction still running (so no earlier row can still appear behind the cursor), in
+/// `(tx_id, global_position)` order.
+pub async fn next_batch(pool: &PgPool, after: Cursor, limit: i64) -> sqlx::Result<Vec<Pending>> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tx_id::text::bigint AS tx, global_position, aggregate_type, aggregate_id, \
+                sequence, event_type, event_version, payload::jsonb AS payload, \
+                metadata::jsonb AS metadata, event_id, recorded_at \
+           FROM events \
+          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+          ORDER BY tx_id, global_position \
+          LIMIT $3",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(to_pending).collect())
+}
+
+fn to_pending(row: Row) -> Pending {
+    Pending {
+        cursor: Cursor {
+            tx_id: row.tx,
+            position: row.global_position,
+        },
+        envelope: EventEnvelope {
+            event_id: row.event_id.to_string(),
+            global_position: row.global_position,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            recorded_at: row.recorded_at,
+            metadata: metadata_map(row.metadata),
+            payload: unwrap_payload(row.payload),
+        },
+    }
+}
+
+/// cqrs-es stores the payload externally tagged (`{"TicketOpened": {…}}`); the envelope carries
+/// the inner object, because `event_type` already names it.
+fn unwrap_payload(payload: serde_json::Value) -> serde_json::Value {
+    match payload {
+        serde_json::Value::Object(map) if map.len() == 1 => map
+            .into_iter()
+            .next()
+            .map_or(serde_json::Value::Null, |(_, v)| v),
+        other => other,
+    }
+}
+
+fn metadata_map(metadata: serde_json::Value) -> BTreeMap<String, String> {
+    let serde_json::Value::Object(map) = metadata else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (key, text)
+        })
+        .collect()
+}
+
+/// The stored cursor of relay `name`, or the start.
+pub async fn load_checkpoint(pool: &PgPool, name: &str) -> sqlx::Result<Cursor> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id::text::bigint, global_position FROM relay_checkpoint WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(
+        row.map_or_else(Cursor::default, |(tx_id, position)| Cursor {
+            tx_id,
+            position,
+        }),
+    )
+}
+
+/// Moves relay `name`'s cursor forward to `to` (never backward, whoever else writes it).
+pub async fn save_checkpoint(pool: &PgPool, name: &str, to: Cursor) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO relay_checkpoint (name, tx_id, global_position) \
+         VALUES ($1, $2::text::xid8, $3) \
+         ON CONFLICT (name) DO UPDATE \
+            SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position, \
+                updated_at = now() \
+          WHERE (relay_checkpoint.tx_id, relay_checkpoint.global_position) \
+              < (EXCLUDED.tx_id, EXCLUDED.global_position)",
+    )
+    .bind(name)
+    .bind(to.tx_id.to_string())
+    .bind(to.position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Events committed after `after` and not yet published (visible or not).
+pub async fn lag(pool: &PgPool, after: Cursor) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .fetch_one(pool)
+    .await
+}

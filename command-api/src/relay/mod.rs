@@ -1,0 +1,192 @@
+//! The relay: streams every committed event, in order and without gaps, into JetStream
+//! (invariant 2).
+//!
+//! One relay per database is active: leadership is a Postgres advisory lock held on a dedicated
+//! connection; a second relay waits for it and takes over when the first one's connection dies.
+//! The leader reads batches after its `(tx_id, global_position)` cursor (see [`batch`]),
+//! publishes each event with `Nats-Msg-Id = <aggregate_type>:<aggregate_id>:<sequence>`,
+//! awaits the acks in order, and only then moves the cursor. A crash anywhere means
+//! re-publishing, which the stream's duplicate window drops: nothing is skipped, nothing is
+//! doubled.
+//!
+//! It wakes at once when this process commits (a `Notify` fired by the command executor) and
+//! polls as a backstop for writes from other processes.
+
+pub mod batch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+
+use batch::{Cursor, Pending};
+use helpdesk_schemas::{events_stream_name, events_subject_root};
+
+use crate::metrics::Metrics;
+
+/// Key of the advisory lock that elects the relay leader (per database).
+const LEADER_LOCK_KEY: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
+/// The name of the relay's checkpoint row.
+const CHECKPOINT_NAME: &str = "jetstream";
+/// How long JetStream remembers message ids to drop duplicates.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Pause after a failure before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// `HELPDESK_NATS_PREFIX`.
+    pub prefix: String,
+    /// Backstop poll interval (`HELPDESK_RELAY_POLL_MS`).
+    pub poll_interval: Duration,
+    /// Most events read and published per round trip.
+    pub batch_size: i64,
+}
+
+/// Why the relay stopped leading for a moment.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("JetStream: {0}")]
+    JetStream(String),
+}
+
+/// The relay task.
+pub struct Relay {
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    settings: RelaySettings,
+    wakeup: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl Relay {
+    /// Wires a relay.
+    pub fn new(
+        pool: PgPool,
+        nats: async_nats::Client,
+        settings: RelaySettings,
+        wakeup: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Relay {
+            pool,
+            jetstream: jetstream::new(nats),
+            settings,
+            wakeup,
+            metrics,
+        }
+    }
+
+    /// Runs forever: wins leadership, relays, and after any failure starts over from the
+    /// stored checkpoint.
+    pub async fn run(self) {
+        loop {
+            let mut lock = match self.become_leader().await {
+                Ok(lock) => lock,
+                Err(error) => {
+                    tracing::warn!(%error, "relay could not contend for leadership");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            };
+            tracing::info!("relay is the leader");
+            if let Err(error) = self.lead(&mut lock).await {
+                tracing::warn!(%error, "relay failed; resuming from the checkpoint");
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+
+    /// Waits until this relay holds the leader lock, on a connection of its own.
+    async fn become_leader(&self) -> Result<PgConnection, RelayError> {
+        let mut connection = self.pool.acquire().await?.detach();
+        loop {
+            let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK_KEY)
+                .fetch_one(&mut connection)
+                .await?;
+            if won {
+                return Ok(connection);
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    async fn lead(&self, lock: &mut PgConnection) -> Result<(), RelayError> {
+        self.ensure_stream().await?;
+        let mut cursor = batch::load_checkpoint(&self.pool, CHECKPOINT_NAME).await?;
+        loop {
+            // Still the leader? The lock dies with its connection.
+            sqlx::query("SELECT 1").execute(&mut *lock).await?;
+            let pending = batch::next_batch(&self.pool, cursor, self.settings.batch_size).await?;
+            let Some(last) = pending.last().map(|p| p.cursor) else {
+                self.record_lag(cursor).await;
+                self.wait_for_work().await;
+                continue;
+            };
+            self.publish(&pending).await?;
+            batch::save_checkpoint(&self.pool, CHECKPOINT_NAME, last).await?;
+            cursor = last;
+            self.metrics
+                .relay_published(pending.len() as u64, last.position);
+        }
+    }
+
+    async fn ensure_stream(&self) -> Result<(), RelayError> {
+        let config = stream::Config {
+            name: events_stream_name(&self.settings.prefix),
+            subjects: vec![format!("{}.>", events_subject_root(&self.settings.prefix))],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        };
+        self.jetstream
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| RelayError::JetStream(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Publishes the batch, pipelined, and waits for every ack in order.
+    async fn publish(&self, pending: &[Pending]) -> Result<(), RelayError> {
+        let mut acks = Vec::with_capacity(pending.len());
+        for event in pending {
+            let envelope = &event.envelope;
+            let payload =
+                serde_json::to_vec(envelope).map_err(|e| RelayError::JetStream(e.to_string()))?;
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(envelope.message_id());
+            let ack = self
+                .jetstream
+                .send_publish(envelope.subject(&self.settings.prefix), message)
+                .await
+                .map_err(|e| RelayError::JetStream(e.to_string()))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await
+                .map_err(|e| RelayError::JetStream(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_work(&self) {
+        tokio::select! {
+            () = self.wakeup.notified() => {}
+            () = tokio::time::sleep(self.settings.poll_interval) => {}
+        }
+    }
+
+    async fn record_lag(&self, cursor: Cursor) {
+        match batch::lag(&self.pool, cursor).await {
+            Ok(lag) => self.metrics.relay_lag(lag),
+            Err(error) => tracing::debug!(%error, "could not measure relay lag"),
+        }
+    }
+}
