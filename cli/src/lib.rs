@@ -44,7 +44,9 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         config.idempotency_ttl,
         Arc::new(verifier),
     );
-    tokio::spawn(relay(&config, &state).run());
+    if config.relay_in_process {
+        tokio::spawn(relay(&config, &state).run());
+    }
     let (router, _) = router(state);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -144,7 +146,7 @@ pub fn mint_token(config: &Config, request: TokenRequest) -> Result<String, Star
         nbf: None,
         iat: Some(now),
         iss: config.auth.issuer.clone(),
-        aud: config.auth.audience.clone(),
+        aud: config.auth.audience.clone().map(serde_json::Value::from),
     };
     Ok(auth::mint(&secret, &claims)?)
 }

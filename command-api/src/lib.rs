@@ -2,9 +2,11 @@
 //!
 //! - `routes`: thin handlers (extract → command → execute → respond) and their request and
 //!   response types;
-//! - `extract`: the checked inputs (JSON body, actor, If-Match, Idempotency-Key, request ids);
+//! - `extract`: the checked inputs (JSON body, ticket id, If-Match, Idempotency-Key, request
+//!   ids); identity comes from `helpdesk_platform::auth::Authenticated`;
 //! - `execute`: load, check, decide, append, with the optimistic-concurrency retry;
 //! - `idempotency`: first-response replay for retried POSTs;
+//! - `relay`: the gap-free tail of the events table into JetStream;
 //! - `error` / `problem`: the one mapping from failures to `application/problem+json`;
 //! - `metrics`: Prometheus counters and histograms.
 //!

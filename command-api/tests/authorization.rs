@@ -342,7 +342,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     };
     let good = Claims {
         iss: Some("https://id.example".into()),
-        aud: Some("helpdesk".into()),
+        aud: Some(json!(["other", "helpdesk"])),
         ..claims("agent-1", "agent")
     };
     assert_eq!(
@@ -358,13 +358,28 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         StatusCode::UNAUTHORIZED
     );
     let wrong_audience = Claims {
-        aud: Some("other".into()),
+        aud: Some(json!("other")),
         ..good.clone()
     };
     assert_eq!(
         send(wrong_audience).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+    for missing in [
+        Claims {
+            iss: None,
+            ..good.clone()
+        },
+        Claims {
+            aud: None,
+            ..good.clone()
+        },
+    ] {
+        assert_eq!(
+            send(missing).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
     let not_yet = Claims {
         nbf: Some(now() + 3600),
         ..good

@@ -6,7 +6,7 @@
 //!
 //! | role     | tickets it sees                   | may write                                         |
 //! |----------|-----------------------------------|---------------------------------------------------|
-//! | customer | its own (requester = its id)      | open as itself; public replies; solve or reopen    |
+//! | customer | its own (requester = its id)      | open as itself; public replies; status → solved/open |
 //! | agent    | all, or its groups' + ungrouped   | everything on visible tickets, internal notes      |
 //! | manager  | all                               | as agent, plus SLA policies and reports            |
 //! | auditor  | all, internal notes included      | nothing                                            |

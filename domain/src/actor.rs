@@ -1,5 +1,5 @@
-//! Who performs a command. The command API fills this in from the authenticated request; the
-//! domain only uses it to decide rules such as "only agents may add internal notes".
+//! Who performs a command. The command API fills this in from the verified token; the domain
+//! uses it to decide rules such as "only staff may add internal notes".
 
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +55,7 @@ impl Role {
 /// The acting user of a command: an id and a role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    /// Stable id of the user (the token subject once authentication lands).
+    /// Stable id of the user (the token subject).
     pub id: String,
     /// The role the user acts in.
     pub role: Role,

@@ -6,8 +6,11 @@
 //! decides which events follow from it. Everything here is therefore tested with plain
 //! given/when/then tests and no runtime.
 //!
-//! What does *not* live here: HTTP, persistence, the event envelope on the wire, authorization
-//! policies beyond the few rules that belong to the ticket itself.
+//! `access` holds the authorization policy as pure decisions (who may see or do what), so every
+//! API consults the same rules.
+//!
+//! What does *not* live here: HTTP, persistence, token verification, the event envelope on the
+//! wire.
 
 pub mod access;
 pub mod actor;

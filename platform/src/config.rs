@@ -62,6 +62,9 @@ pub struct Config {
     /// `HELPDESK_RELAY_POLL_MS`: how often the relay looks for events written by other
     /// processes (it wakes at once for this process's own writes).
     pub relay_poll_interval: Duration,
+    /// `HELPDESK_RELAY`: `on` (default) runs the relay inside `helpdesk up`; `off` leaves it to
+    /// a separate `helpdesk relay` process.
+    pub relay_in_process: bool,
 }
 
 /// Token verification settings.
@@ -178,7 +181,18 @@ impl Config {
                 &defaults::RELAY_POLL_MS.to_string(),
             ),
         )?;
+        let relay_in_process = match get("HELPDESK_RELAY", "on").as_str() {
+            "on" => true,
+            "off" => false,
+            other => {
+                return Err(ConfigError {
+                    variable: "HELPDESK_RELAY",
+                    reason: format!("{other:?} is neither \"on\" nor \"off\""),
+                });
+            }
+        };
         Ok(Config {
+            relay_in_process,
             relay_poll_interval: Duration::from_millis(relay_poll_ms),
             auth,
             addr,

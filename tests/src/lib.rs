@@ -41,6 +41,9 @@ pub struct Product {
     pub url: String,
     /// The HS256 secret it trusts.
     secret: String,
+    /// Its NATS server and prefix (its stream is deleted on `stop`).
+    nats: String,
+    prefix: String,
     child: Child,
 }
 
@@ -48,17 +51,32 @@ impl Product {
     /// Starts `helpdesk up` on a free port with `database_url` and waits (up to 60 s) until it
     /// prints its URL.
     pub async fn start(database_url: &str) -> Product {
+        Product::start_with(database_url, &[]).await
+    }
+
+    /// Starts `helpdesk up` with extra environment (for example its own `NATS_URL`).
+    pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Product {
         let secret = format!("e2e-{}", uuid::Uuid::new_v4().simple());
-        let mut child = Command::new(helpdesk_binary())
+        let setting = |name: &str, default: String| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map_or(default, |(_, value)| (*value).to_owned())
+        };
+        let nats = setting("NATS_URL", nats_url());
+        let prefix = setting("HELPDESK_NATS_PREFIX", unique_prefix());
+        let mut command = Command::new(helpdesk_binary());
+        command
+            .env("NATS_URL", &nats)
+            .env("HELPDESK_NATS_PREFIX", &prefix)
+            .env("RUST_LOG", "warn");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("up")
             .env("HELPDESK_JWT_SECRET", &secret)
             .env("DATABASE_URL", database_url)
-            .env("NATS_URL", nats_url())
             .env("HELPDESK_ADDR", "127.0.0.1:0")
-            .env(
-                "HELPDESK_NATS_PREFIX",
-                format!("e2e{}", uuid::Uuid::new_v4().simple()),
-            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -78,7 +96,13 @@ impl Product {
         .expect("helpdesk up printed its URL within 60 s");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Product { url, secret, child }
+        Product {
+            url,
+            secret,
+            nats,
+            prefix,
+            child,
+        }
     }
 
     /// Mints a token with `helpdesk token`, as an operator would.
@@ -101,9 +125,15 @@ impl Product {
             .to_owned()
     }
 
-    /// Stops the process.
+    /// Stops the process and deletes its stream, if one is left.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        if let Ok(client) = async_nats::connect(&self.nats).await {
+            let js = async_nats::jetstream::new(client);
+            let _ = js
+                .delete_stream(format!("{}_EVENTS", self.prefix.to_uppercase()))
+                .await;
+        }
     }
 }
 
@@ -130,4 +160,178 @@ pub async fn run_up_expecting_exit(env: &[(&str, &str)]) -> (std::process::ExitS
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A NATS prefix no other scenario uses.
+pub fn unique_prefix() -> String {
+    format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A `helpdesk relay` process.
+pub struct RelayProcess {
+    child: Child,
+}
+
+impl RelayProcess {
+    /// Starts `helpdesk relay` and waits until it says it started.
+    pub async fn start(database_url: &str, nats: &str, prefix: &str) -> RelayProcess {
+        let mut child = Command::new(helpdesk_binary())
+            .arg("relay")
+            .env("DATABASE_URL", database_url)
+            .env("NATS_URL", nats)
+            .env("HELPDESK_NATS_PREFIX", prefix)
+            .env("HELPDESK_RELAY_POLL_MS", "50")
+            .env("HELPDESK_JWT_SECRET", "unused-by-the-relay")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start helpdesk relay");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("relay started") {
+                    return;
+                }
+            }
+            panic!("helpdesk relay exited before starting");
+        })
+        .await
+        .expect("helpdesk relay started within 60 s");
+        RelayProcess { child }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A nats-server of the scenario's own, on a free port with its own data directory, so that
+/// it can be stopped and started again.
+pub struct OwnNats {
+    pub url: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    /// Starts a JetStream-enabled nats-server on a free port.
+    pub async fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("helpdesk-nats-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("create the NATS data directory");
+        let mut nats = OwnNats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir,
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    /// Starts the server again (same port, same data).
+    pub async fn restart(&mut self) {
+        let binary =
+            std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+        let child = Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits (up to 60 s) until the stream `<PREFIX>_EVENTS` on `nats` holds at least `count`
+/// messages; returns how many it holds.
+pub async fn wait_for_stream_count(nats: &str, prefix: &str, count: u64) -> u64 {
+    let client = async_nats::connect(nats).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let name = format!("{}_EVENTS", prefix.to_uppercase());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut stream) = js.get_stream(&name).await {
+            let messages = stream.info().await.map(|i| i.state.messages).unwrap_or(0);
+            if messages >= count {
+                return messages;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream {name} did not reach {count} messages within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the stream holds `count` messages, returns their message ids in stream order,
+/// and deletes the stream.
+pub async fn wait_for_stream(nats: &str, prefix: &str, count: u64) -> Vec<String> {
+    wait_for_stream_count(nats, prefix, count).await;
+    let client = async_nats::connect(nats).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let name = format!("{}_EVENTS", prefix.to_uppercase());
+    let mut stream = js.get_stream(&name).await.expect("the stream exists");
+    let last = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let mut ids = Vec::new();
+    for sequence in 1..=last {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            let id = message
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_owned());
+            ids.push(id.unwrap_or_default());
+        }
+    }
+    let _ = js.delete_stream(&name).await;
+    ids
 }

@@ -388,7 +388,6 @@ async fn change_tags(
     ),
     responses(
         (status = 201, description = "Interaction added", body = CommandAccepted, headers(("ETag" = String))),
-        (status = 403, description = "Internal note by a non-agent", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON or header", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role may not do this", body = Problem, content_type = "application/problem+json"),
