@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod event_log;
 pub mod nats;
 pub mod problem;
 pub mod telemetry;

@@ -30,3 +30,52 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, NatsUnreachable> {
 pub fn is_connected(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
 }
+
+/// How long JetStream remembers message ids to drop duplicates (at least the two minutes the
+/// relay's republish-after-crash needs).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Creates the events stream `<PREFIX>_EVENTS` on `<prefix>.events.>` if it does not exist
+/// (file storage, limits retention, the duplicate window above). The relay and every consumer
+/// call it, so whichever starts first creates it.
+pub async fn ensure_events_stream(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+) -> Result<async_nats::jetstream::stream::Stream, String> {
+    use async_nats::jetstream::stream;
+    let config = stream::Config {
+        name: helpdesk_schemas::events_stream_name(prefix),
+        subjects: vec![format!(
+            "{}.>",
+            helpdesk_schemas::events_subject_root(prefix)
+        )],
+        storage: stream::StorageType::File,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The dead-letter subject of a projection: `<prefix>.dlq.<projection>`.
+pub fn dead_letter_subject(prefix: &str, projection: &str) -> String {
+    format!("{prefix}.dlq.{projection}")
+}
+
+/// Creates the dead-letter stream `<PREFIX>_DLQ` on `<prefix>.dlq.>` if it does not exist.
+pub async fn ensure_dead_letter_stream(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+) -> Result<async_nats::jetstream::stream::Stream, String> {
+    use async_nats::jetstream::stream;
+    let config = stream::Config {
+        name: format!("{}_DLQ", prefix.to_uppercase()),
+        subjects: vec![format!("{prefix}.dlq.>")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| e.to_string())
+}

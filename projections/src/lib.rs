@@ -1,5 +1,61 @@
-//! The projection runtime (consumers, checkpoints, retries, dead letters, rebuilds) and the read
-//! model projections (search, SLA, real-time).
+//! Projections: read models fed from the event stream.
 //!
-//! Empty until the event pipeline issue: the foundation only writes events. Keeping the crate
-//! in the workspace now makes the architecture visible from `ls`.
+//! - [`Projection`]: a name and a sequence-aware `apply(envelope)` that tells transient failures
+//!   (retry) from permanent ones (dead-letter) and events that arrived ahead of a gap (wait);
+//! - [`runtime`]: one durable JetStream pull consumer per projection, explicit acks, retries
+//!   with growing delays, dead letters after `max_deliver` failures;
+//! - [`dead_letters`]: list and redrive what the runtime gave up on;
+//! - [`rebuild`]: reset a read model and replay it from the event store;
+//! - [`ticket_summary`]: the first read model, a Postgres table of one row per ticket.
+
+pub mod dead_letters;
+pub mod rebuild;
+pub mod runtime;
+pub mod ticket_summary;
+
+use async_trait::async_trait;
+use helpdesk_schemas::EventEnvelope;
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The read model changed.
+    Applied,
+    /// Already applied before (a redelivery or a replay): nothing changed.
+    Duplicate,
+}
+
+/// Why an event was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectionError {
+    /// The read model has not seen the aggregate's previous event yet: try again later.
+    #[error("event {got} arrived before event {expected} of its aggregate")]
+    Gap { expected: i64, got: i64 },
+    /// Might work next time (a database hiccup): retry with backoff, then dead-letter.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Will never work (an event this projection cannot read): dead-letter at once.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(error: sqlx::Error) -> Self {
+        ProjectionError::Transient(error.to_string())
+    }
+}
+
+/// A read model fed by events.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the durable consumer's name and the dead-letter subject's last token.
+    fn name(&self) -> &str;
+
+    /// Applies one event. Must be idempotent and order-safe per aggregate: a duplicate returns
+    /// `Ok(Applied::Duplicate)`, an event ahead of a gap `Err(Gap)`. Returns only once the
+    /// effect is durable.
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError>;
+
+    /// Empties the read model (before a rebuild).
+    async fn reset(&self) -> Result<(), ProjectionError>;
+}

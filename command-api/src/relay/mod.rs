@@ -3,7 +3,8 @@
 //!
 //! One relay per database is active: leadership is a Postgres advisory lock held on a dedicated
 //! connection; a second relay waits for it and takes over when the first one's connection dies.
-//! The leader reads batches after its `(tx_id, global_position)` cursor (see [`batch`]),
+//! The leader reads batches after its `(tx_id, global_position)` cursor (see
+//! `helpdesk_platform::event_log`),
 //! publishes each event with `Nats-Msg-Id = <aggregate_type>:<aggregate_id>:<sequence>`,
 //! awaits the acks in order, and only then moves the cursor. A crash anywhere means
 //! re-publishing, which the stream's duplicate window drops: nothing is skipped, nothing is
@@ -12,17 +13,14 @@
 //! It wakes at once when this process commits (a `Notify` fired by the command executor) and
 //! polls as a backstop for writes from other processes.
 
-pub mod batch;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::jetstream::{self, message::PublishMessage};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 
-use batch::{Cursor, Pending};
-use helpdesk_schemas::{events_stream_name, events_subject_root};
+use helpdesk_platform::event_log::{self as batch, Cursor, Pending};
 
 use crate::metrics::Metrics;
 
@@ -30,8 +28,6 @@ use crate::metrics::Metrics;
 const LEADER_LOCK_KEY: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
 /// The name of the relay's checkpoint row.
 const CHECKPOINT_NAME: &str = "jetstream";
-/// How long JetStream remembers message ids to drop duplicates.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Pause after a failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -138,18 +134,10 @@ impl Relay {
     }
 
     async fn ensure_stream(&self) -> Result<(), RelayError> {
-        let config = stream::Config {
-            name: events_stream_name(&self.settings.prefix),
-            subjects: vec![format!("{}.>", events_subject_root(&self.settings.prefix))],
-            storage: stream::StorageType::File,
-            duplicate_window: DUPLICATE_WINDOW,
-            ..Default::default()
-        };
-        self.jetstream
-            .get_or_create_stream(config)
+        helpdesk_platform::nats::ensure_events_stream(&self.jetstream, &self.settings.prefix)
             .await
-            .map_err(|e| RelayError::JetStream(e.to_string()))?;
-        Ok(())
+            .map(|_| ())
+            .map_err(RelayError::JetStream)
     }
 
     /// Publishes the batch, pipelined, and waits for every ack in order.

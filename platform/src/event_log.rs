@@ -1,5 +1,6 @@
-//! The relay's SQL: read the next batch of committed events after the cursor, and move the
-//! cursor.
+//! Reading the event log in commit-safe order: the next batch of committed events after a
+//! `(tx_id, global_position)` cursor, as wire envelopes. The relay publishes from it; projection
+//! rebuilds replay from it. Also the relay's checkpoint row.
 
 use std::collections::BTreeMap;
 

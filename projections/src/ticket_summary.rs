@@ -1,0 +1,189 @@
+//! `ticket_summary`: one row per ticket in Postgres, for lists and the query side.
+
+use async_trait::async_trait;
+use helpdesk_domain::ticket::{TicketEvent, TicketOpened};
+use helpdesk_schemas::EventEnvelope;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::{Applied, Projection, ProjectionError};
+
+/// The projection's name.
+pub const NAME: &str = "ticket_summary";
+
+/// Projects ticket events into the `ticket_summary` table.
+#[derive(Debug, Clone)]
+pub struct TicketSummary {
+    pool: PgPool,
+}
+
+impl TicketSummary {
+    /// A projection writing through `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        TicketSummary { pool }
+    }
+}
+
+#[async_trait]
+impl Projection for TicketSummary {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        if envelope.aggregate_type != "Ticket" {
+            return Ok(Applied::Duplicate);
+        }
+        let event = envelope
+            .ticket_event()
+            .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
+        let mut tx = self.pool.begin().await?;
+        let applied = match event {
+            TicketEvent::TicketOpened(opened) => insert(&mut tx, envelope, opened).await?,
+            other => update(&mut tx, envelope, other).await?,
+        };
+        if applied == Applied::Applied {
+            advance_checkpoint(&mut tx, envelope.global_position).await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn reset(&self) -> Result<(), ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("TRUNCATE ticket_summary").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
+            .bind(NAME)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    envelope: &EventEnvelope,
+    opened: TicketOpened,
+) -> Result<Applied, ProjectionError> {
+    let inserted = sqlx::query(
+        "INSERT INTO ticket_summary (ticket_id, subject, status, priority, channel, group_id, \
+             tags, requester_id, requester_name, requester_email, created_at, updated_at, \
+             last_sequence, last_position) \
+         VALUES ($1, $2, 'new', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
+         ON CONFLICT (ticket_id) DO NOTHING",
+    )
+    .bind(&envelope.aggregate_id)
+    .bind(&opened.subject)
+    .bind(wire_name(&opened.priority))
+    .bind(wire_name(&opened.channel))
+    .bind(&opened.group)
+    .bind(&opened.tags)
+    .bind(&opened.requester.customer_id)
+    .bind(&opened.requester.name)
+    .bind(&opened.requester.email)
+    .bind(envelope.recorded_at)
+    .bind(envelope.sequence)
+    .bind(envelope.global_position)
+    .execute(&mut **tx)
+    .await?;
+    Ok(if inserted.rows_affected() == 1 {
+        Applied::Applied
+    } else {
+        Applied::Duplicate
+    })
+}
+
+async fn update(
+    tx: &mut Transaction<'_, Postgres>,
+    envelope: &EventEnvelope,
+    event: TicketEvent,
+) -> Result<Applied, ProjectionError> {
+    let last: Option<i64> = sqlx::query_scalar(
+        "SELECT last_sequence FROM ticket_summary WHERE ticket_id = $1 FOR UPDATE",
+    )
+    .bind(&envelope.aggregate_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let last = last.unwrap_or(0);
+    if envelope.sequence <= last {
+        return Ok(Applied::Duplicate);
+    }
+    if envelope.sequence != last + 1 {
+        return Err(ProjectionError::Gap {
+            expected: last + 1,
+            got: envelope.sequence,
+        });
+    }
+    let (column_sql, value) = change_of(event);
+    let statement = format!(
+        "UPDATE ticket_summary SET {column_sql}, updated_at = $2, last_sequence = $3, \
+         last_position = $4 WHERE ticket_id = $1"
+    );
+    let query = sqlx::query(&statement)
+        .bind(&envelope.aggregate_id)
+        .bind(envelope.recorded_at)
+        .bind(envelope.sequence)
+        .bind(envelope.global_position);
+    let query = match value {
+        Change::Text(text) => query.bind(text),
+        Change::Pair(first, second) => query.bind(first).bind(second),
+        Change::Tags(added, removed) => query.bind(added).bind(removed),
+        Change::None => query,
+    };
+    query.execute(&mut **tx).await?;
+    Ok(Applied::Applied)
+}
+
+/// The values an update binds after the four common ones.
+enum Change {
+    Text(String),
+    Pair(Option<String>, Option<String>),
+    Tags(Vec<String>, Vec<String>),
+    None,
+}
+
+/// The SET clause and values for one event (parameters from `$5`).
+fn change_of(event: TicketEvent) -> (&'static str, Change) {
+    match event {
+        TicketEvent::TicketStatusChanged(e) => ("status = $5", Change::Text(wire_name(&e.to))),
+        TicketEvent::TicketPriorityChanged(e) => {
+            ("priority = $5", Change::Text(wire_name(&e.to)))
+        }
+        TicketEvent::TicketAssigned(e) => (
+            "assignee = $5, group_id = $6",
+            Change::Pair(e.assignee, e.group),
+        ),
+        TicketEvent::TagsChanged(e) => (
+            "tags = ARRAY(SELECT DISTINCT t FROM unnest(array_cat(tags, $5::text[])) AS t \
+                          WHERE t <> ALL($6::text[]) ORDER BY t)",
+            Change::Tags(e.added, e.removed),
+        ),
+        TicketEvent::ReplyAdded(_) => ("reply_count = reply_count + 1", Change::None),
+        TicketEvent::TicketOpened(_) => ("ticket_id = ticket_id", Change::None),
+    }
+}
+
+/// The snake_case wire name of an enum value.
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn advance_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    position: i64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE \
+            SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
+                updated_at = now()",
+    )
+    .bind(NAME)
+    .bind(position)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
