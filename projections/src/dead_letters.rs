@@ -37,7 +37,12 @@ pub async fn list(
 ) -> Result<Vec<DeadLetter>, String> {
     let js = jetstream::new(nats.clone());
     let mut stream = ensure_dead_letter_stream(&js, prefix).await?;
-    let state = stream.info().await.map_err(|e| e.to_string())?.state.clone();
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .clone();
     let subject = dead_letter_subject(prefix, projection);
     let mut letters = Vec::new();
     if state.messages == 0 {
@@ -86,7 +91,9 @@ pub async fn redrive(
                     .map_err(|e| e.to_string())?;
                 report.applied += 1;
             }
-            Err(error) => report.failed.push((letter.stream_sequence, error.to_string())),
+            Err(error) => report
+                .failed
+                .push((letter.stream_sequence, error.to_string())),
         }
     }
     Ok(report)

@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
-use helpdesk_platform::nats::{dead_letter_subject, ensure_dead_letter_stream, ensure_events_stream};
+use helpdesk_platform::nats::{
+    dead_letter_subject, ensure_dead_letter_stream, ensure_events_stream,
+};
 use helpdesk_schemas::{EventEnvelope, events_subject_root};
 
 use crate::{Projection, ProjectionError};
@@ -48,11 +50,18 @@ impl RuntimeSettings {
 
 /// The durable consumer name of a projection.
 pub fn consumer_name(projection: &str) -> String {
-    projection.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-', "_")
+    projection.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-',
+        "_",
+    )
 }
 
 /// Feeds `projection` forever, reconnecting after failures.
-pub async fn run(nats: async_nats::Client, projection: Arc<dyn Projection>, settings: RuntimeSettings) {
+pub async fn run(
+    nats: async_nats::Client,
+    projection: Arc<dyn Projection>,
+    settings: RuntimeSettings,
+) {
     let js = jetstream::new(nats);
     loop {
         if let Err(error) = consume(&js, projection.as_ref(), &settings).await {
@@ -101,7 +110,9 @@ async fn handle(
     let delivered = message.info().map_or(1, |info| info.delivered);
     let outcome = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
         Ok(envelope) => projection.apply(&envelope).await.map(|_| ()),
-        Err(error) => Err(ProjectionError::Permanent(format!("not an event envelope: {error}"))),
+        Err(error) => Err(ProjectionError::Permanent(format!(
+            "not an event envelope: {error}"
+        ))),
     };
     let ack = match outcome {
         Ok(()) => AckKind::Ack,
@@ -112,7 +123,11 @@ async fn handle(
         ))),
         Err(ProjectionError::Transient(error)) if delivered < settings.max_deliver => {
             tracing::debug!(projection = projection.name(), delivered, %error, "retrying");
-            AckKind::Nak(Some(backoff(settings.retry_delay, delivered, Duration::from_secs(10))))
+            AckKind::Nak(Some(backoff(
+                settings.retry_delay,
+                delivered,
+                Duration::from_secs(10),
+            )))
         }
         Err(error) => {
             dead_letter(js, projection.name(), settings, &message, &error, delivered).await?;
@@ -124,7 +139,9 @@ async fn handle(
 
 /// `first * 2^(delivered - 1)`, at most `cap`.
 fn backoff(first: Duration, delivered: i64, cap: Duration) -> Duration {
-    let exponent = u32::try_from(delivered.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    let exponent = u32::try_from(delivered.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
     first.saturating_mul(1 << exponent).min(cap)
 }
 
@@ -138,10 +155,16 @@ async fn dead_letter(
 ) -> Result<(), String> {
     tracing::warn!(projection, delivered, %error, "dead-lettering an event");
     let mut headers = HeaderMap::new();
-    headers.insert("Helpdesk-Error", error.to_string().replace(['\r', '\n'], " ").as_str());
+    headers.insert(
+        "Helpdesk-Error",
+        error.to_string().replace(['\r', '\n'], " ").as_str(),
+    );
     headers.insert("Helpdesk-Deliveries", delivered.to_string().as_str());
     if let Some(id) = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
-        headers.insert("Nats-Msg-Id", format!("{projection}:{}", id.as_str()).as_str());
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{projection}:{}", id.as_str()).as_str(),
+        );
     }
     js.publish_with_headers(
         dead_letter_subject(&settings.prefix, projection),

@@ -50,7 +50,9 @@ impl Projection for TicketSummary {
 
     async fn reset(&self) -> Result<(), ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("TRUNCATE ticket_summary").execute(&mut *tx).await?;
+        sqlx::query("TRUNCATE ticket_summary")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
             .bind(NAME)
             .execute(&mut *tx)
@@ -146,9 +148,7 @@ enum Change {
 fn change_of(event: TicketEvent) -> (&'static str, Change) {
     match event {
         TicketEvent::TicketStatusChanged(e) => ("status = $5", Change::Text(wire_name(&e.to))),
-        TicketEvent::TicketPriorityChanged(e) => {
-            ("priority = $5", Change::Text(wire_name(&e.to)))
-        }
+        TicketEvent::TicketPriorityChanged(e) => ("priority = $5", Change::Text(wire_name(&e.to))),
         TicketEvent::TicketAssigned(e) => (
             "assignee = $5, group_id = $6",
             Change::Pair(e.assignee, e.group),

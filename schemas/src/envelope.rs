@@ -48,9 +48,7 @@ impl EventEnvelope {
     }
 
     /// The payload as a ticket event, when it is one this code knows.
-    pub fn ticket_event(
-        &self,
-    ) -> Result<helpdesk_domain::ticket::TicketEvent, serde_json::Error> {
+    pub fn ticket_event(&self) -> Result<helpdesk_domain::ticket::TicketEvent, serde_json::Error> {
         // Stored and typed events are externally tagged by their name.
         let tagged = serde_json::json!({ self.event_type.as_str(): self.payload });
         serde_json::from_value(tagged)
