@@ -11,6 +11,9 @@ use helpdesk_command_api::relay::{Relay, RelaySettings};
 use helpdesk_command_api::{AppState, DOCS_PATH};
 use helpdesk_platform::auth::{self, Claims, Verifier};
 use helpdesk_platform::{Config, db, nats, telemetry};
+use helpdesk_projections::runtime::{self, RuntimeSettings};
+use helpdesk_projections::ticket_summary::TicketSummary;
+use helpdesk_projections::{Projection, dead_letters, rebuild};
 
 /// How often expired idempotency keys are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -46,6 +49,10 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     );
     if config.relay_in_process {
         tokio::spawn(relay(&config, &state).run());
+    }
+    for projection in projections(&pool) {
+        let settings = runtime_settings(&config);
+        tokio::spawn(runtime::run(state.nats.clone(), projection, settings));
     }
     let (router, _) = router(state);
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -100,6 +107,106 @@ pub async fn relay_alone(config: Config) -> Result<(), StartError> {
         () = shutdown_signal() => {}
     }
     Ok(())
+}
+
+/// Every projection the product runs.
+pub fn projections(pool: &sqlx::PgPool) -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(TicketSummary::new(pool.clone()))]
+}
+
+/// The projection called `name`, or an error listing the known ones.
+fn projection_named(pool: &sqlx::PgPool, name: &str) -> Result<Arc<dyn Projection>, StartError> {
+    let all = projections(pool);
+    let known: Vec<String> = all.iter().map(|p| p.name().to_owned()).collect();
+    all.into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| format!("no projection {name:?}; known: {}", known.join(", ")).into())
+}
+
+fn runtime_settings(config: &Config) -> RuntimeSettings {
+    let mut settings = RuntimeSettings::new(config.nats_prefix.clone());
+    settings.max_deliver = config.projection_max_deliver;
+    settings
+}
+
+/// `helpdesk project <name>`: runs one projection's consumer alone until SIGINT or SIGTERM.
+/// Several copies share the work.
+pub async fn project(config: Config, name: &str) -> Result<(), StartError> {
+    let pool = migrate(&config).await?;
+    let projection = projection_named(&pool, name)?;
+    let nats = nats::connect(&config.nats_url).await?;
+    announce(&format!("projecting {name}\n"));
+    tokio::select! {
+        () = runtime::run(nats, projection, runtime_settings(&config)) => {}
+        () = shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+/// `helpdesk projections rebuild <name>`: resets the read model and replays the event store,
+/// printing progress (events/s, ETA) to standard error.
+pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartError> {
+    let pool = migrate(&config).await?;
+    let projection = projection_named(&pool, name)?;
+    let replayed = rebuild::rebuild(&pool, projection.as_ref(), |progress| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{name}: {}/{} events, {:.0} events/s, ETA {}s",
+            progress.done,
+            progress.total,
+            progress.events_per_second(),
+            progress.eta().as_secs()
+        );
+    })
+    .await?;
+    announce(&format!("rebuilt {name} from {replayed} events\n"));
+    Ok(())
+}
+
+/// `helpdesk dlq list <name>`: prints the dead letters of a projection.
+pub async fn list_dead_letters(config: Config, name: &str) -> Result<(), StartError> {
+    let nats = nats::connect(&config.nats_url).await?;
+    let letters = dead_letters::list(&nats, &config.nats_prefix, name).await?;
+    let mut text = format!("{} dead letters for {name}\n", letters.len());
+    for letter in letters {
+        let event = &letter.envelope;
+        text.push_str(&format!(
+            "#{} {} {}:{} seq {} position {} after {} deliveries: {}\n",
+            letter.stream_sequence,
+            event.event_type,
+            event.aggregate_type,
+            event.aggregate_id,
+            event.sequence,
+            event.global_position,
+            letter.deliveries,
+            letter.error
+        ));
+    }
+    announce(&text);
+    Ok(())
+}
+
+/// `helpdesk dlq redrive <name>`: applies the dead letters again; the ones that work are
+/// removed.
+pub async fn redrive_dead_letters(config: Config, name: &str) -> Result<(), StartError> {
+    let pool = migrate(&config).await?;
+    let projection = projection_named(&pool, name)?;
+    let nats = nats::connect(&config.nats_url).await?;
+    let report = dead_letters::redrive(&nats, &config.nats_prefix, projection.as_ref()).await?;
+    let mut text = format!(
+        "{name}: {} applied, {} still failing\n",
+        report.applied,
+        report.failed.len()
+    );
+    for (sequence, error) in &report.failed {
+        text.push_str(&format!("#{sequence}: {error}\n"));
+    }
+    announce(&text);
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} dead letters still fail", report.failed.len()).into())
+    }
 }
 
 /// What `helpdesk token` puts in a development token.

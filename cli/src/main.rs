@@ -21,6 +21,21 @@ enum Command {
     Up,
     /// Run only the relay (events table → JetStream).
     Relay,
+    /// Run one projection's consumer alone (copies share the work).
+    Project {
+        /// The projection, e.g. ticket_summary.
+        name: String,
+    },
+    /// Operate projections.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Inspect and redrive dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Create the database if missing and apply migrations, then exit.
     Migrate,
     /// Print the OpenAPI document.
@@ -44,6 +59,20 @@ enum Command {
         #[arg(long, default_value = "8h", value_parser = helpdesk_platform::auth::parse_ttl)]
         ttl: std::time::Duration,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Drop a read model and replay it from the event store.
+    Rebuild { name: String },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List a projection's dead letters.
+    List { projection: String },
+    /// Apply a projection's dead letters again.
+    Redrive { projection: String },
 }
 
 #[tokio::main]
@@ -76,6 +105,27 @@ async fn main() -> ExitCode {
             helpdesk::mint_token(&config, request)
                 .map(|token| helpdesk::announce(&format!("{token}\n")))
         }),
+        Command::Project { name } => match helpdesk::load_config() {
+            Ok(config) => helpdesk::project(config, &name).await,
+            Err(error) => Err(error),
+        },
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => match helpdesk::load_config() {
+            Ok(config) => helpdesk::rebuild_projection(config, &name).await,
+            Err(error) => Err(error),
+        },
+        Command::Dlq { command } => match helpdesk::load_config() {
+            Ok(config) => match command {
+                DlqCommand::List { projection } => {
+                    helpdesk::list_dead_letters(config, &projection).await
+                }
+                DlqCommand::Redrive { projection } => {
+                    helpdesk::redrive_dead_letters(config, &projection).await
+                }
+            },
+            Err(error) => Err(error),
+        },
         Command::Relay => match helpdesk::load_config() {
             Ok(config) => helpdesk::relay_alone(config).await,
             Err(error) => Err(error),

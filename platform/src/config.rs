@@ -65,6 +65,8 @@ pub struct Config {
     /// `HELPDESK_RELAY`: `on` (default) runs the relay inside `helpdesk up`; `off` leaves it to
     /// a separate `helpdesk relay` process.
     pub relay_in_process: bool,
+    /// `HELPDESK_PROJECTION_MAX_DELIVER`: failed deliveries before an event is dead-lettered.
+    pub projection_max_deliver: i64,
 }
 
 /// Token verification settings.
@@ -191,7 +193,12 @@ impl Config {
                 });
             }
         };
+        let projection_max_deliver = parse_number(
+            "HELPDESK_PROJECTION_MAX_DELIVER",
+            &get("HELPDESK_PROJECTION_MAX_DELIVER", "5"),
+        )?;
         Ok(Config {
+            projection_max_deliver: i64::try_from(projection_max_deliver).unwrap_or(i64::MAX),
             relay_in_process,
             relay_poll_interval: Duration::from_millis(relay_poll_ms),
             auth,

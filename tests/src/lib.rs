@@ -125,14 +125,37 @@ impl Product {
             .to_owned()
     }
 
+    /// Runs another `helpdesk` command against the same database and NATS prefix; returns its
+    /// standard output, failing the test if it fails.
+    pub async fn cli(&self, database_url: &str, args: &[&str]) -> String {
+        let output = Command::new(helpdesk_binary())
+            .args(args)
+            .env("DATABASE_URL", database_url)
+            .env("NATS_URL", &self.nats)
+            .env("HELPDESK_NATS_PREFIX", &self.prefix)
+            .env("HELPDESK_JWT_SECRET", &self.secret)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .expect("run helpdesk");
+        assert!(
+            output.status.success(),
+            "helpdesk {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Stops the process and deletes its stream, if one is left.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
         if let Ok(client) = async_nats::connect(&self.nats).await {
             let js = async_nats::jetstream::new(client);
-            let _ = js
-                .delete_stream(format!("{}_EVENTS", self.prefix.to_uppercase()))
-                .await;
+            for suffix in ["EVENTS", "DLQ"] {
+                let _ = js
+                    .delete_stream(format!("{}_{suffix}", self.prefix.to_uppercase()))
+                    .await;
+            }
         }
     }
 }

@@ -183,3 +183,58 @@ async fn up_exits_with_one_line_naming_nats_when_it_is_unreachable() {
     assert!(stderr.contains("cannot reach NATS"), "{stderr}");
     assert!(stderr.contains("nats-server"), "{stderr}");
 }
+
+#[tokio::test]
+async fn up_projects_tickets_and_the_cli_rebuilds_the_same_summary() {
+    let database = helpdesk_platform::db::scratch_database_url(&postgres_server_url())
+        .await
+        .unwrap();
+    let product = Product::start(database.expose()).await;
+    let client = reqwest::Client::new();
+    let agent = product.token("agent", "agent-7").await;
+    for subject in ["One", "Two", "Three"] {
+        send(
+            &client,
+            reqwest::Method::POST,
+            format!("{}/api/v1/tickets", product.url),
+            &agent,
+            json!({"subject": subject, "requester": {"customer_id": "cust-1"}, "tags": ["x"]}),
+        )
+        .await;
+    }
+    let pool = helpdesk_platform::db::connect(&database, 2).await.unwrap();
+    let summary = || async {
+        sqlx::query_scalar::<_, Value>(
+            "SELECT to_jsonb(s) FROM ticket_summary s ORDER BY ticket_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while summary().await.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "up did not project within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let live = summary().await;
+
+    let output = product
+        .cli(
+            database.expose(),
+            &["projections", "rebuild", "ticket_summary"],
+        )
+        .await;
+    assert!(
+        output.contains("rebuilt ticket_summary from 3 events"),
+        "{output}"
+    );
+    assert_eq!(summary().await, live);
+    let output = product
+        .cli(database.expose(), &["dlq", "list", "ticket_summary"])
+        .await;
+    assert!(output.starts_with("0 dead letters"), "{output}");
+    product.stop().await;
+}
