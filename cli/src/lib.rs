@@ -41,16 +41,19 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
     let nats = nats::connect(&config.nats_url).await?;
     let verifier = Verifier::from_config(&config.auth, &config.data_dir).await?;
+    let running = projections(&pool);
+    let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = AppState::new(
         pool.clone(),
         nats,
         config.idempotency_ttl,
         Arc::new(verifier),
-    );
+    )
+    .with_pipeline(&config.nats_prefix, names);
     if config.relay_in_process {
         tokio::spawn(relay(&config, &state).run());
     }
-    for projection in projections(&pool) {
+    for projection in running {
         let settings = runtime_settings(&config);
         tokio::spawn(runtime::run(state.nats.clone(), projection, settings));
     }

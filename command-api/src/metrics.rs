@@ -18,6 +18,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::error::ApiError;
+use crate::state::AppState;
+use helpdesk_platform::pipeline::ProjectionStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -30,6 +32,11 @@ struct HttpLabels {
 struct RouteLabels {
     method: String,
     route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionLabels {
+    projection: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +59,9 @@ pub struct Metrics {
     relay_published: Counter,
     relay_lag: Gauge,
     relay_checkpoint: Gauge,
+    projection_position: Family<ProjectionLabels, Gauge>,
+    projection_pending: Family<ProjectionLabels, Gauge>,
+    projection_dead_letters: Family<ProjectionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -97,7 +107,28 @@ impl Metrics {
             "Global position of the last event the relay published",
             relay_checkpoint.clone(),
         );
+        let projection_position = Family::<ProjectionLabels, Gauge>::default();
+        let projection_pending = Family::<ProjectionLabels, Gauge>::default();
+        let projection_dead_letters = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_position",
+            "Highest global position each projection has applied",
+            projection_position.clone(),
+        );
+        registry.register(
+            "projection_pending_events",
+            "Events each projection's consumer has not acknowledged yet (its lag)",
+            projection_pending.clone(),
+        );
+        registry.register(
+            "projection_dead_letters",
+            "Events each projection dead-lettered and nobody redrove yet",
+            projection_dead_letters.clone(),
+        );
         Metrics {
+            projection_position,
+            projection_pending,
+            projection_dead_letters,
             registry,
             http_requests,
             http_duration,
@@ -127,6 +158,28 @@ impl Metrics {
     /// Sets the number of events committed but not yet published.
     pub fn relay_lag(&self, events: i64) {
         self.relay_lag.set(events);
+    }
+
+    /// Records the pipeline's state (read at scrape time).
+    pub fn record_projections(&self, statuses: &[ProjectionStatus]) {
+        for status in statuses {
+            let labels = ProjectionLabels {
+                projection: status.name.clone(),
+            };
+            self.projection_position
+                .get_or_create(&labels)
+                .set(status.last_position);
+            if let Some(pending) = status.pending {
+                let pending = i64::try_from(pending).unwrap_or(i64::MAX);
+                self.projection_pending.get_or_create(&labels).set(pending);
+            }
+            if let Some(dead) = status.dead_letters {
+                let dead = i64::try_from(dead).unwrap_or(i64::MAX);
+                self.projection_dead_letters
+                    .get_or_create(&labels)
+                    .set(dead);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -173,9 +226,13 @@ pub async fn track_http(
     response
 }
 
-/// `GET /metrics`.
-pub async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
-    match metrics.render() {
+/// `GET /metrics`. Projection gauges are read from the pipeline at scrape time.
+pub async fn serve_metrics(State(state): State<AppState>) -> Response {
+    match state.pipeline.status(&state.pool).await {
+        Ok(statuses) => state.metrics.record_projections(&statuses),
+        Err(error) => tracing::warn!(%error, "could not read projection status for /metrics"),
+    }
+    match state.metrics.render() {
         Ok(text) => {
             let mut response = text.into_response();
             response.headers_mut().insert(

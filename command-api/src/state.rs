@@ -9,6 +9,7 @@ use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use helpdesk_platform::auth::Verifier;
+use helpdesk_platform::pipeline::Pipeline;
 
 use crate::metrics::Metrics;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Wakes the relay when this process committed events.
     pub relay_wakeup: Arc<tokio::sync::Notify>,
+    /// The event pipeline, for operators' status reads.
+    pub pipeline: Arc<Pipeline>,
 }
 
 impl AppState {
@@ -44,14 +47,37 @@ impl AppState {
     ) -> Self {
         let repository = PostgresEventRepository::new(pool.clone());
         AppState {
+            nats: nats.clone(),
             store: Arc::new(PersistedEventStore::new_event_store(repository)),
             pool,
-            nats,
             metrics: Arc::new(Metrics::new()),
             idempotency_ttl,
             verifier,
             relay_wakeup: Arc::new(tokio::sync::Notify::new()),
+            pipeline: Arc::new(Pipeline {
+                nats: nats.clone(),
+                prefix: "helpdesk".into(),
+                projections: Vec::new(),
+            }),
         }
+    }
+}
+
+impl AppState {
+    /// Names the NATS prefix and the projections this process reports on.
+    pub fn with_pipeline(mut self, prefix: &str, projections: Vec<String>) -> Self {
+        self.pipeline = Arc::new(Pipeline {
+            nats: self.nats.clone(),
+            prefix: prefix.to_owned(),
+            projections,
+        });
+        self
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Pipeline> {
+    fn from_ref(state: &AppState) -> Self {
+        state.pipeline.clone()
     }
 }
 

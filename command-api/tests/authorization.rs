@@ -81,6 +81,12 @@ fn table() -> Vec<Row> {
     let internal = json!({"body": "internal note", "visibility": "internal"});
     vec![
         Row {
+            method: Method::GET,
+            path: "/api/v1/projections",
+            body: None,
+            expected: [403, 403, 403, 200, 200, 200],
+        },
+        Row {
             method: Method::POST,
             path: "/api/v1/tickets",
             body: Some(sample_ticket()),

@@ -155,6 +155,12 @@ pub fn can_see(principal: &Principal, scope: AgentScope, ticket: TicketFacts<'_>
     }
 }
 
+/// Whether the principal may read operational state (projections, dead letters): managers,
+/// auditors and admins.
+pub fn may_read_operations(principal: &Principal) -> bool {
+    matches!(principal.role, Role::Manager | Role::Auditor | Role::Admin)
+}
+
 /// Whether the principal may read internal notes.
 pub fn sees_internal_notes(principal: &Principal) -> bool {
     principal.is_staff() || principal.role == Role::Auditor

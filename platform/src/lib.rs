@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod event_log;
 pub mod nats;
+pub mod pipeline;
 pub mod problem;
 pub mod telemetry;
 

@@ -14,19 +14,29 @@ pub const NAME: &str = "ticket_summary";
 #[derive(Debug, Clone)]
 pub struct TicketSummary {
     pool: PgPool,
+    /// The name its checkpoint and consumer go by (normally [`NAME`]).
+    name: String,
 }
 
 impl TicketSummary {
     /// A projection writing through `pool`.
     pub fn new(pool: PgPool) -> Self {
-        TicketSummary { pool }
+        TicketSummary::named(pool, NAME)
+    }
+
+    /// The same projection under another name (tests run variants side by side).
+    pub fn named(pool: PgPool, name: &str) -> Self {
+        TicketSummary {
+            pool,
+            name: name.to_owned(),
+        }
     }
 }
 
 #[async_trait]
 impl Projection for TicketSummary {
     fn name(&self) -> &str {
-        NAME
+        &self.name
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
@@ -42,7 +52,7 @@ impl Projection for TicketSummary {
             other => update(&mut tx, envelope, other).await?,
         };
         if applied == Applied::Applied {
-            advance_checkpoint(&mut tx, envelope.global_position).await?;
+            advance_checkpoint(&mut tx, &self.name, envelope.global_position).await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -54,7 +64,7 @@ impl Projection for TicketSummary {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
-            .bind(NAME)
+            .bind(&self.name)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -173,6 +183,7 @@ fn wire_name<T: serde::Serialize>(value: &T) -> String {
 
 async fn advance_checkpoint(
     tx: &mut Transaction<'_, Postgres>,
+    name: &str,
     position: i64,
 ) -> Result<(), ProjectionError> {
     sqlx::query(
@@ -181,7 +192,7 @@ async fn advance_checkpoint(
             SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
                 updated_at = now()",
     )
-    .bind(NAME)
+    .bind(name)
     .bind(position)
     .execute(&mut **tx)
     .await?;

@@ -139,7 +139,7 @@ async fn a_poison_event_is_dead_lettered_while_a_thousand_other_tickets_flow_and
     }
     let relay = harness.start_relay();
     let flaky = Arc::new(Flaky {
-        inner: TicketSummary::new(harness.pool.clone()),
+        inner: TicketSummary::named(harness.pool.clone(), "flaky_summary"),
         poisoned: poisoned.clone(),
         broken: AtomicBool::new(true),
     });
@@ -182,6 +182,16 @@ async fn a_poison_event_is_dead_lettered_while_a_thousand_other_tickets_flow_and
         "the poisoned ticket is not applied"
     );
 
+    let pipeline = helpdesk_platform::pipeline::Pipeline {
+        nats: harness.nats(),
+        prefix: harness.prefix.clone(),
+        projections: vec!["flaky_summary".into()],
+    };
+    let status = pipeline.status(&harness.pool).await.unwrap();
+    assert_eq!(status[0].dead_letters, Some(1));
+    assert_eq!(status[0].pending, Some(0), "nothing else waits");
+    assert!(status[0].last_position > 0);
+
     flaky.broken.store(false, Ordering::SeqCst);
     let report = dead_letters::redrive(&harness.nats(), &harness.prefix, flaky.as_ref())
         .await
@@ -195,6 +205,8 @@ async fn a_poison_event_is_dead_lettered_while_a_thousand_other_tickets_flow_and
             .unwrap()
             .is_empty()
     );
+    let status = pipeline.status(&harness.pool).await.unwrap();
+    assert_eq!(status[0].dead_letters, Some(0));
     worker.abort();
     relay.abort();
     harness.delete_streams().await;

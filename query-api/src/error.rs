@@ -10,6 +10,9 @@ pub enum QueryError {
     /// No such ticket, or one the caller may not know about.
     #[error("ticket not found")]
     TicketNotFound,
+    /// The caller's role may not read this.
+    #[error("your role may not read this")]
+    Forbidden,
     /// Something on our side failed; logged, answered opaque.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -29,6 +32,12 @@ impl IntoResponse for QueryError {
                 StatusCode::NOT_FOUND,
                 "ticket-not-found",
                 "Ticket not found",
+                self.to_string(),
+            ),
+            QueryError::Forbidden => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
                 self.to_string(),
             ),
             QueryError::Internal(cause) => {

@@ -1,18 +1,21 @@
 //! The read side of the HTTP API.
 //!
-//! Today: `GET /api/v1/tickets/{id}`, a consistent read of one ticket folded from its events in
+//! Today: `GET /api/v1/projections` (pipeline progress for operators) and
+//! `GET /api/v1/tickets/{id}`, a consistent read of one ticket folded from its events in
 //! the event store (the source of truth), filtered by the access policy. Search, SLA reports,
 //! audit and real-time endpoints over the projected read models arrive with later issues and
 //! are added to [`routes`], which the command API's `app` merges into the served router and the
 //! OpenAPI document.
 
 mod error;
+mod projections;
 mod tickets;
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 use helpdesk_platform::auth::Verifier;
+use helpdesk_platform::pipeline::Pipeline;
 use sqlx::PgPool;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +29,9 @@ where
     S: Clone + Send + Sync + 'static,
     PgPool: FromRef<S>,
     Arc<Verifier>: FromRef<S>,
+    Arc<Pipeline>: FromRef<S>,
 {
-    OpenApiRouter::new().routes(routes!(tickets::get_ticket))
+    OpenApiRouter::new()
+        .routes(routes!(tickets::get_ticket))
+        .routes(routes!(projections::list_projections))
 }
