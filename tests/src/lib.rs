@@ -233,6 +233,52 @@ impl RelayProcess {
     }
 }
 
+/// A `helpdesk project <name>` process.
+pub struct ProjectorProcess {
+    child: Child,
+}
+
+impl ProjectorProcess {
+    /// Starts `helpdesk project <name>` and waits until it says it started.
+    pub async fn start(
+        database_url: &str,
+        nats: &str,
+        prefix: &str,
+        name: &str,
+    ) -> ProjectorProcess {
+        let mut child = Command::new(helpdesk_binary())
+            .args(["project", name])
+            .env("DATABASE_URL", database_url)
+            .env("NATS_URL", nats)
+            .env("HELPDESK_NATS_PREFIX", prefix)
+            .env("HELPDESK_JWT_SECRET", "unused-by-projectors")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start helpdesk project");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("projecting") {
+                    return;
+                }
+            }
+            panic!("helpdesk project exited before starting");
+        })
+        .await
+        .expect("helpdesk project started within 60 s");
+        ProjectorProcess { child }
+    }
+
+    /// Stops the process.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
 /// A nats-server of the scenario's own, on a free port with its own data directory, so that
 /// it can be stopped and started again.
 pub struct OwnNats {

@@ -147,6 +147,87 @@ async fn the_relay_resumes_by_itself_after_nats_restarts() {
     nats.restart().await;
 
     let stream = wait_for_stream(&nats.url, &prefix, 8).await;
+    // The in-process projection resumed too: all eight tickets reach the read model.
+    let pool = helpdesk_platform::db::connect(&database, 2).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_summary")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if rows == 8 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "projection did not resume ({rows} rows)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     product.stop().await;
     assert_exactly_once_in_order(&stream, &committed_ids(&database).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projector_processes_sharing_a_projection_apply_every_event_once() {
+    let database = helpdesk_platform::db::scratch_database_url(&postgres_server_url())
+        .await
+        .unwrap();
+    let prefix = unique_prefix();
+    // `up` runs the relay and one ticket_summary worker; two more processes join it.
+    let product =
+        Product::start_with(database.expose(), &[("HELPDESK_NATS_PREFIX", &prefix)]).await;
+    let extra = [
+        helpdesk_tests::ProjectorProcess::start(
+            database.expose(),
+            &nats_url(),
+            &prefix,
+            "ticket_summary",
+        )
+        .await,
+        helpdesk_tests::ProjectorProcess::start(
+            database.expose(),
+            &nats_url(),
+            &prefix,
+            "ticket_summary",
+        )
+        .await,
+    ];
+    let token = product.token("agent", "agent-1").await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| tokio::spawn(writer(product.url.clone(), token.clone())))
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    // reply_count is a counter: an event applied twice would push it past the stored replies.
+    let pool = helpdesk_platform::db::connect(&database, 2).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mismatched = loop {
+        let mismatched: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT aggregate_id, max(sequence) AS version, \
+                    count(*) FILTER (WHERE event_type = 'ReplyAdded') AS replies \
+               FROM events GROUP BY aggregate_id) e \
+               LEFT JOIN ticket_summary s ON s.ticket_id = e.aggregate_id \
+              WHERE s.last_sequence IS DISTINCT FROM e.version \
+                 OR s.reply_count IS DISTINCT FROM e.replies",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if mismatched == 0 || tokio::time::Instant::now() > deadline {
+            break mismatched;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(mismatched, 0, "read model differs from the store");
+    let replies: i64 = sqlx::query_scalar("SELECT sum(reply_count) FROM ticket_summary")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(replies, (WRITERS * REPLIES_PER_WRITER) as i64);
+    for process in extra {
+        process.stop().await;
+    }
+    product.stop().await;
 }
