@@ -58,4 +58,9 @@ pub trait Projection: Send + Sync + 'static {
 
     /// Empties the read model (before a rebuild).
     async fn reset(&self) -> Result<(), ProjectionError>;
+
+    /// Records that every event up to global position `position` the runtime delivered has
+    /// been applied (for operators and lag; never moves backwards). The runtime calls it
+    /// periodically rather than per event, so parallel lanes do not queue on one row.
+    async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError>;
 }

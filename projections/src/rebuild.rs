@@ -67,6 +67,7 @@ pub async fn rebuild(
         }
         done += batch.len() as u64;
         cursor = last;
+        projection.save_checkpoint(last.position).await?;
         report(Progress {
             done,
             total: u64::try_from(total).unwrap_or_default(),

@@ -9,6 +9,7 @@
 //! consumer: each event goes to one of them, and the sequence checks make a redelivery harmless.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -18,11 +19,14 @@ use helpdesk_platform::nats::{
     dead_letter_subject, ensure_dead_letter_stream, ensure_events_stream,
 };
 use helpdesk_schemas::{EventEnvelope, events_subject_root};
+use tokio::sync::mpsc;
 
 use crate::{Projection, ProjectionError};
 
 /// Pause before reconnecting after the consumer failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often the highest applied position is saved.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How long the server waits for an ack before redelivering.
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -64,16 +68,21 @@ pub async fn run(
 ) {
     let js = jetstream::new(nats);
     loop {
-        if let Err(error) = consume(&js, projection.as_ref(), &settings).await {
+        if let Err(error) = consume(&js, &projection, &settings).await {
             tracing::warn!(projection = projection.name(), %error, "consumer failed; reconnecting");
         }
         tokio::time::sleep(RETRY_AFTER).await;
     }
 }
 
+/// Messages are handled in `LANES` parallel lanes; all events of one aggregate go to the same
+/// lane, so a process applies each ticket's events in stream order while different tickets
+/// proceed side by side (and their commits share Postgres's group commit).
+const LANES: usize = 8;
+
 async fn consume(
     js: &jetstream::Context,
-    projection: &dyn Projection,
+    projection: &Arc<dyn Projection>,
     settings: &RuntimeSettings,
 ) -> Result<(), String> {
     let stream = ensure_events_stream(js, &settings.prefix).await?;
@@ -94,28 +103,94 @@ async fn consume(
         .await
         .map_err(|e| e.to_string())?;
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
-        handle(js, projection, settings, message).await?;
-    }
-    Err("the message stream ended".into())
+    let mut lanes = tokio::task::JoinSet::new();
+    let applied_up_to = Arc::new(AtomicI64::new(0));
+    lanes.spawn(flush_checkpoints(projection.clone(), applied_up_to.clone()));
+    let senders: Vec<mpsc::Sender<jetstream::Message>> = (0..LANES)
+        .map(|_| {
+            let (sender, mut receiver) = mpsc::channel::<jetstream::Message>(64);
+            let (js, projection, settings) = (js.clone(), projection.clone(), settings.clone());
+            let applied_up_to = applied_up_to.clone();
+            lanes.spawn(async move {
+                while let Some(message) = receiver.recv().await {
+                    let handled = handle(&js, projection.as_ref(), &settings, message).await;
+                    if let Ok(Some(position)) = handled {
+                        applied_up_to.fetch_max(position, Ordering::Relaxed);
+                    }
+                    if let Err(error) = handled {
+                        // Unacknowledged: the server redelivers it after the ack wait.
+                        tracing::warn!(projection = projection.name(), %error, "could not settle an event");
+                    }
+                }
+            });
+            sender
+        })
+        .collect();
+    let result = loop {
+        let message = match messages.next().await {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => break Err(error.to_string()),
+            None => break Err("the message stream ended".into()),
+        };
+        let lane = lane_of(&message.subject);
+        if senders[lane].send(message).await.is_err() {
+            break Err("a lane stopped".into());
+        }
+    };
+    drop(senders);
+    lanes.abort_all();
+    while lanes.join_next().await.is_some() {}
+    // Whatever the lanes applied before stopping.
+    let _ = projection
+        .save_checkpoint(applied_up_to.load(Ordering::Relaxed))
+        .await;
+    result
 }
 
+/// Saves the highest applied position every `CHECKPOINT_EVERY` when it moved.
+async fn flush_checkpoints(projection: Arc<dyn Projection>, applied_up_to: Arc<AtomicI64>) {
+    let mut saved = 0;
+    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+    loop {
+        ticker.tick().await;
+        let position = applied_up_to.load(Ordering::Relaxed);
+        if position > saved {
+            match projection.save_checkpoint(position).await {
+                Ok(()) => saved = position,
+                Err(error) => tracing::debug!(%error, "could not save the checkpoint"),
+            }
+        }
+    }
+}
+
+/// The lane of a message: by its subject, which ends in the aggregate id.
+fn lane_of(subject: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    subject.hash(&mut hasher);
+    (hasher.finish() % LANES as u64) as usize
+}
+
+/// Applies one message and settles it; returns the global position when it was applied.
 async fn handle(
     js: &jetstream::Context,
     projection: &dyn Projection,
     settings: &RuntimeSettings,
     message: jetstream::Message,
-) -> Result<(), String> {
+) -> Result<Option<i64>, String> {
     let delivered = message.info().map_or(1, |info| info.delivered);
     let outcome = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-        Ok(envelope) => projection.apply(&envelope).await.map(|_| ()),
+        Ok(envelope) => projection
+            .apply(&envelope)
+            .await
+            .map(|_| envelope.global_position),
         Err(error) => Err(ProjectionError::Permanent(format!(
             "not an event envelope: {error}"
         ))),
     };
+    let applied = outcome.as_ref().ok().copied();
     let ack = match outcome {
-        Ok(()) => AckKind::Ack,
+        Ok(_) => AckKind::Ack,
         Err(ProjectionError::Gap { .. }) => AckKind::Nak(Some(backoff(
             Duration::from_millis(50),
             delivered,
@@ -134,7 +209,8 @@ async fn handle(
             AckKind::Term
         }
     };
-    message.ack_with(ack).await.map_err(|e| e.to_string())
+    message.ack_with(ack).await.map_err(|e| e.to_string())?;
+    Ok(applied)
 }
 
 /// `first * 2^(delivered - 1)`, at most `cap`.

@@ -51,9 +51,6 @@ impl Projection for TicketSummary {
             TicketEvent::TicketOpened(opened) => insert(&mut tx, envelope, opened).await?,
             other => update(&mut tx, envelope, other).await?,
         };
-        if applied == Applied::Applied {
-            advance_checkpoint(&mut tx, &self.name, envelope.global_position).await?;
-        }
         tx.commit().await?;
         Ok(applied)
     }
@@ -68,6 +65,20 @@ impl Projection for TicketSummary {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE \
+                SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
+                    updated_at = now()",
+        )
+        .bind(&self.name)
+        .bind(position)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -179,22 +190,4 @@ fn wire_name<T: serde::Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-async fn advance_checkpoint(
-    tx: &mut Transaction<'_, Postgres>,
-    name: &str,
-    position: i64,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE \
-            SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
-                updated_at = now()",
-    )
-    .bind(name)
-    .bind(position)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -219,6 +219,10 @@ impl Projection for Timed {
     async fn reset(&self) -> Result<(), ProjectionError> {
         self.inner.reset().await
     }
+
+    async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
+        self.inner.save_checkpoint(position).await
+    }
 }
 
 /// Writes single-event transactions at `rate` per second for 10 s with the relay and a
