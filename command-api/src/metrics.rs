@@ -1,5 +1,6 @@
-//! Prometheus metrics: HTTP requests by route and status with a latency histogram, and commands
-//! by type and outcome. Served as text at `/metrics`.
+//! Prometheus metrics: HTTP requests by route and status with a latency histogram, commands by
+//! type and outcome, the relay (published, lag, checkpoint) and the projections (position,
+//! pending, dead letters, read at scrape time). Served as text at `/metrics`.
 //!
 //! Each app owns its registry (no global recorder), so tests can run many apps in one process.
 
@@ -104,7 +105,7 @@ impl Metrics {
         );
         registry.register(
             "relay_checkpoint_position",
-            "Global position of the last event the relay published",
+            "Highest global position the relay has published",
             relay_checkpoint.clone(),
         );
         let projection_position = Family::<ProjectionLabels, Gauge>::default();
@@ -152,7 +153,10 @@ impl Metrics {
     /// Counts `count` events published, up to `position`.
     pub fn relay_published(&self, count: u64, position: i64) {
         self.relay_published.inc_by(count);
-        self.relay_checkpoint.set(position);
+        // Batches end in (tx_id, position) order, so positions can step back; report the highest.
+        if position > self.relay_checkpoint.get() {
+            self.relay_checkpoint.set(position);
+        }
     }
 
     /// Sets the number of events committed but not yet published.

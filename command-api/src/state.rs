@@ -23,7 +23,7 @@ pub struct AppState {
     pub pool: PgPool,
     /// The ticket event store.
     pub store: Arc<TicketStore>,
-    /// The NATS connection (readiness now; the relay later).
+    /// The NATS connection (readiness, the relay, pipeline status).
     pub nats: async_nats::Client,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,

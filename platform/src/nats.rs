@@ -58,9 +58,17 @@ pub async fn ensure_events_stream(
         .map_err(|e| e.to_string())
 }
 
+/// The durable consumer name of a projection (characters NATS does not allow become `_`).
+pub fn consumer_name(projection: &str) -> String {
+    projection.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-',
+        "_",
+    )
+}
+
 /// The dead-letter subject of a projection: `<prefix>.dlq.<projection>`.
 pub fn dead_letter_subject(prefix: &str, projection: &str) -> String {
-    format!("{prefix}.dlq.{projection}")
+    format!("{prefix}.dlq.{}", consumer_name(projection))
 }
 
 /// Creates the dead-letter stream `<PREFIX>_DLQ` on `<prefix>.dlq.>` if it does not exist.

@@ -64,7 +64,10 @@ impl Pipeline {
             .get_stream(helpdesk_schemas::events_stream_name(&self.prefix))
             .await
             .ok()?;
-        let info = stream.consumer_info(name).await.ok()?;
+        let info = stream
+            .consumer_info(crate::nats::consumer_name(name))
+            .await
+            .ok()?;
         Some(info.num_pending + info.num_ack_pending as u64)
     }
 

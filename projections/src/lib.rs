@@ -31,7 +31,12 @@ pub enum ProjectionError {
     /// The read model has not seen the aggregate's previous event yet: try again later.
     #[error("event {got} arrived before event {expected} of its aggregate")]
     Gap { expected: i64, got: i64 },
-    /// Might work next time (a database hiccup): retry with backoff, then dead-letter.
+    /// The read model's store cannot be reached (connection refused, pool exhausted): retry
+    /// with backoff for as long as it takes; never dead-lettered, because every event would
+    /// fail the same way.
+    #[error("read model unavailable: {0}")]
+    Unavailable(String),
+    /// Might work next time: retry with backoff, then dead-letter.
     #[error("transient failure: {0}")]
     Transient(String),
     /// Will never work (an event this projection cannot read): dead-letter at once.
@@ -41,7 +46,14 @@ pub enum ProjectionError {
 
 impl From<sqlx::Error> for ProjectionError {
     fn from(error: sqlx::Error) -> Self {
-        ProjectionError::Transient(error.to_string())
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => ProjectionError::Unavailable(error.to_string()),
+            other => ProjectionError::Transient(other.to_string()),
+        }
     }
 }
 

@@ -86,7 +86,9 @@ async fn apply_with_retries(
         attempt += 1;
         match projection.apply(&pending.envelope).await {
             Ok(_) => return Ok(()),
-            Err(ProjectionError::Transient(_)) if attempt < ATTEMPTS => {
+            Err(ProjectionError::Transient(_) | ProjectionError::Unavailable(_))
+                if attempt < ATTEMPTS =>
+            {
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
             Err(error) => return Err(error),

@@ -37,7 +37,8 @@ pub struct RuntimeSettings {
     pub prefix: String,
     /// Deliveries after which a failing event is dead-lettered (`HELPDESK_PROJECTION_MAX_DELIVER`).
     pub max_deliver: i64,
-    /// First retry delay for a failing event; doubles per delivery, capped at 10 s.
+    /// First retry delay for a failing event; doubles per delivery, capped at 10 s (30 s while
+    /// the read model is unreachable).
     pub retry_delay: Duration,
 }
 
@@ -196,6 +197,14 @@ async fn handle(
             delivered,
             Duration::from_secs(2),
         ))),
+        Err(ProjectionError::Unavailable(error)) => {
+            tracing::warn!(projection = projection.name(), %error, "read model unavailable; waiting");
+            AckKind::Nak(Some(backoff(
+                settings.retry_delay,
+                delivered,
+                Duration::from_secs(30),
+            )))
+        }
         Err(ProjectionError::Transient(error)) if delivered < settings.max_deliver => {
             tracing::debug!(projection = projection.name(), delivered, %error, "retrying");
             AckKind::Nak(Some(backoff(

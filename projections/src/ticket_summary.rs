@@ -88,6 +88,9 @@ async fn insert(
     envelope: &EventEnvelope,
     opened: TicketOpened,
 ) -> Result<Applied, ProjectionError> {
+    // Stored sorted, as every later tag change leaves them.
+    let mut tags = opened.tags.clone();
+    tags.sort();
     let inserted = sqlx::query(
         "INSERT INTO ticket_summary (ticket_id, subject, status, priority, channel, group_id, \
              tags, requester_id, requester_name, requester_email, created_at, updated_at, \
@@ -100,7 +103,7 @@ async fn insert(
     .bind(wire_name(&opened.priority))
     .bind(wire_name(&opened.channel))
     .bind(&opened.group)
-    .bind(&opened.tags)
+    .bind(&tags)
     .bind(&opened.requester.customer_id)
     .bind(&opened.requester.name)
     .bind(&opened.requester.email)

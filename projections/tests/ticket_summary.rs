@@ -353,3 +353,59 @@ async fn a_rebuild_during_writes_equals_the_live_model_row_for_row() {
     relay.abort();
     harness.delete_streams().await;
 }
+
+/// Unreachable until it has failed `outages` times, as during a database outage.
+struct Outage {
+    inner: TicketSummary,
+    outages: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl Projection for Outage {
+    fn name(&self) -> &str {
+        "outage_summary"
+    }
+
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        if self.outages.load(Ordering::SeqCst) > 0 {
+            self.outages.fetch_sub(1, Ordering::SeqCst);
+            return Err(ProjectionError::from(sqlx::Error::PoolTimedOut));
+        }
+        self.inner.apply(envelope).await
+    }
+
+    async fn reset(&self) -> Result<(), ProjectionError> {
+        self.inner.reset().await
+    }
+
+    async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
+        self.inner.save_checkpoint(position).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_read_model_delays_events_instead_of_dead_lettering_them() {
+    let harness = Harness::start().await;
+    let id = uuid::Uuid::now_v7().to_string();
+    harness.command(&id, support::open(&id, 1)).await;
+    let relay = harness.start_relay();
+    // More failed deliveries than max_deliver (5): a transient error would be dead-lettered.
+    let outage = Arc::new(Outage {
+        inner: TicketSummary::named(harness.pool.clone(), "outage_summary"),
+        outages: std::sync::atomic::AtomicU32::new(7),
+    });
+    let worker = tokio::spawn(runtime::run(
+        harness.nats(),
+        outage.clone(),
+        settings(&harness),
+    ));
+    harness.wait_until_projected().await;
+    assert_eq!(outage.outages.load(Ordering::SeqCst), 0);
+    let letters = dead_letters::list(&harness.nats(), &harness.prefix, "outage_summary")
+        .await
+        .unwrap();
+    assert!(letters.is_empty());
+    worker.abort();
+    relay.abort();
+    harness.delete_streams().await;
+}

@@ -24,10 +24,8 @@ use helpdesk_platform::event_log::{self as batch, Cursor, Pending};
 
 use crate::metrics::Metrics;
 
-/// Key of the advisory lock that elects the relay leader (per database).
-const LEADER_LOCK_KEY: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
-/// The name of the relay's checkpoint row.
-const CHECKPOINT_NAME: &str = "jetstream";
+/// Base of the advisory lock key that elects the relay leader (per database and prefix).
+const LEADER_LOCK_BASE: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
 /// Pause after a failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -102,10 +100,13 @@ impl Relay {
     async fn become_leader(&self) -> Result<PgConnection, RelayError> {
         let mut connection = self.pool.acquire().await?.detach();
         loop {
-            let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(LEADER_LOCK_KEY)
-                .fetch_one(&mut connection)
-                .await?;
+            // One leader per (database, prefix): hashtext is stable across servers.
+            let won: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1 # hashtext($2)::bigint)")
+                    .bind(LEADER_LOCK_BASE)
+                    .bind(&self.settings.prefix)
+                    .fetch_one(&mut connection)
+                    .await?;
             if won {
                 return Ok(connection);
             }
@@ -115,7 +116,8 @@ impl Relay {
 
     async fn lead(&self, lock: &mut PgConnection) -> Result<(), RelayError> {
         self.ensure_stream().await?;
-        let mut cursor = batch::load_checkpoint(&self.pool, CHECKPOINT_NAME).await?;
+        let checkpoint = format!("jetstream:{}", self.settings.prefix);
+        let mut cursor = batch::load_checkpoint(&self.pool, &checkpoint).await?;
         loop {
             // Still the leader? The lock dies with its connection.
             sqlx::query("SELECT 1").execute(&mut *lock).await?;
@@ -126,10 +128,11 @@ impl Relay {
                 continue;
             };
             self.publish(&pending).await?;
-            batch::save_checkpoint(&self.pool, CHECKPOINT_NAME, last).await?;
+            batch::save_checkpoint(&self.pool, &checkpoint, last).await?;
             cursor = last;
             self.metrics
                 .relay_published(pending.len() as u64, last.position);
+            self.record_lag(cursor).await;
         }
     }
 
