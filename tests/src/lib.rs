@@ -190,92 +190,63 @@ pub fn unique_prefix() -> String {
     format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// A `helpdesk relay` process.
-pub struct RelayProcess {
+/// A background `helpdesk` process other than `up` (`relay`, `project <name>`).
+pub struct Worker {
     child: Child,
 }
 
-impl RelayProcess {
+impl Worker {
     /// Starts `helpdesk relay` and waits until it says it started.
-    pub async fn start(database_url: &str, nats: &str, prefix: &str) -> RelayProcess {
+    pub async fn relay(database_url: &str, nats: &str, prefix: &str) -> Worker {
+        Worker::start(&["relay"], database_url, nats, prefix, "relay started").await
+    }
+
+    /// Starts `helpdesk project <name>` and waits until it says it started.
+    pub async fn projector(database_url: &str, nats: &str, prefix: &str, name: &str) -> Worker {
+        Worker::start(&["project", name], database_url, nats, prefix, "projecting").await
+    }
+
+    async fn start(
+        args: &[&str],
+        database_url: &str,
+        nats: &str,
+        prefix: &str,
+        ready_line: &str,
+    ) -> Worker {
         let mut child = Command::new(helpdesk_binary())
-            .arg("relay")
+            .args(args)
             .env("DATABASE_URL", database_url)
             .env("NATS_URL", nats)
             .env("HELPDESK_NATS_PREFIX", prefix)
             .env("HELPDESK_RELAY_POLL_MS", "50")
-            .env("HELPDESK_JWT_SECRET", "unused-by-the-relay")
+            .env("HELPDESK_JWT_SECRET", "unused-by-workers")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .expect("start helpdesk relay");
+            .expect("start a helpdesk worker");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("relay started") {
+                if line.starts_with(ready_line) {
                     return;
                 }
             }
-            panic!("helpdesk relay exited before starting");
+            panic!("helpdesk {args:?} exited before starting");
         })
         .await
-        .expect("helpdesk relay started within 60 s");
-        RelayProcess { child }
+        .expect("the worker started within 60 s");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Worker { child }
     }
 
     /// SIGKILL: no chance to clean up.
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-    }
-}
-
-/// A `helpdesk project <name>` process.
-pub struct ProjectorProcess {
-    child: Child,
-}
-
-impl ProjectorProcess {
-    /// Starts `helpdesk project <name>` and waits until it says it started.
-    pub async fn start(
-        database_url: &str,
-        nats: &str,
-        prefix: &str,
-        name: &str,
-    ) -> ProjectorProcess {
-        let mut child = Command::new(helpdesk_binary())
-            .args(["project", name])
-            .env("DATABASE_URL", database_url)
-            .env("NATS_URL", nats)
-            .env("HELPDESK_NATS_PREFIX", prefix)
-            .env("HELPDESK_JWT_SECRET", "unused-by-projectors")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start helpdesk project");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("projecting") {
-                    return;
-                }
-            }
-            panic!("helpdesk project exited before starting");
-        })
-        .await
-        .expect("helpdesk project started within 60 s");
-        ProjectorProcess { child }
-    }
-
-    /// Stops the process.
-    pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
     }
 }
 

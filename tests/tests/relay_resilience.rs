@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use helpdesk_tests::{
-    OwnNats, Product, RelayProcess, nats_url, postgres_server_url, unique_prefix, wait_for_stream,
+    OwnNats, Product, Worker, nats_url, postgres_server_url, unique_prefix, wait_for_stream,
     wait_for_stream_count,
 };
 use serde_json::{Value, json};
@@ -90,7 +90,7 @@ async fn killing_the_relay_repeatedly_under_load_loses_and_doubles_nothing() {
     // has made progress, then let a fourth one finish the job.
     let mut published = 0;
     for _ in 0..3 {
-        let relay = RelayProcess::start(database.expose(), &nats_url(), &prefix).await;
+        let relay = Worker::relay(database.expose(), &nats_url(), &prefix).await;
         published = wait_for_stream_count(&nats_url(), &prefix, published + 1).await;
         relay.kill().await;
     }
@@ -98,7 +98,7 @@ async fn killing_the_relay_repeatedly_under_load_loses_and_doubles_nothing() {
     for writer in writers {
         accepted += writer.await.unwrap();
     }
-    let relay = RelayProcess::start(database.expose(), &nats_url(), &prefix).await;
+    let relay = Worker::relay(database.expose(), &nats_url(), &prefix).await;
     let stream = wait_for_stream(&nats_url(), &prefix, accepted as u64).await;
     relay.kill().await;
     product.stop().await;
@@ -146,7 +146,6 @@ async fn the_relay_resumes_by_itself_after_nats_restarts() {
     }
     nats.restart().await;
 
-    let stream = wait_for_stream(&nats.url, &prefix, 8).await;
     // The in-process projection resumed too: all eight tickets reach the read model.
     let pool = helpdesk_platform::db::connect(&database, 2).await.unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -164,6 +163,8 @@ async fn the_relay_resumes_by_itself_after_nats_restarts() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Only now read (and delete) the stream: the projection consumes from it.
+    let stream = wait_for_stream(&nats.url, &prefix, 8).await;
     product.stop().await;
     assert_exactly_once_in_order(&stream, &committed_ids(&database).await);
 }
@@ -178,14 +179,14 @@ async fn projector_processes_sharing_a_projection_apply_every_event_once() {
     let product =
         Product::start_with(database.expose(), &[("HELPDESK_NATS_PREFIX", &prefix)]).await;
     let extra = [
-        helpdesk_tests::ProjectorProcess::start(
+        helpdesk_tests::Worker::projector(
             database.expose(),
             &nats_url(),
             &prefix,
             "ticket_summary",
         )
         .await,
-        helpdesk_tests::ProjectorProcess::start(
+        helpdesk_tests::Worker::projector(
             database.expose(),
             &nats_url(),
             &prefix,
@@ -227,7 +228,7 @@ async fn projector_processes_sharing_a_projection_apply_every_event_once() {
         .unwrap();
     assert_eq!(replies, (WRITERS * REPLIES_PER_WRITER) as i64);
     for process in extra {
-        process.stop().await;
+        process.kill().await;
     }
     product.stop().await;
 }
