@@ -94,6 +94,12 @@ fn table() -> Vec<Row> {
         },
         Row {
             method: Method::GET,
+            path: "/api/v1/tickets/{id}/history",
+            body: None,
+            expected: [200, 404, 200, 200, 200, 200],
+        },
+        Row {
+            method: Method::GET,
             path: "/api/v1/tickets/{id}",
             body: None,
             expected: [200, 404, 200, 200, 200, 200],

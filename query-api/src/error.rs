@@ -10,6 +10,9 @@ pub enum QueryError {
     /// No such ticket, or one the caller may not know about.
     #[error("ticket not found")]
     TicketNotFound,
+    /// A query parameter is malformed.
+    #[error("invalid {name}: {detail}")]
+    InvalidParameter { name: &'static str, detail: String },
     /// The caller's role may not read this.
     #[error("your role may not read this")]
     Forbidden,
@@ -32,6 +35,12 @@ impl IntoResponse for QueryError {
                 StatusCode::NOT_FOUND,
                 "ticket-not-found",
                 "Ticket not found",
+                self.to_string(),
+            ),
+            QueryError::InvalidParameter { .. } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "Invalid query parameter",
                 self.to_string(),
             ),
             QueryError::Forbidden => Problem::new(

@@ -1,9 +1,9 @@
 //! The read side of the HTTP API.
 //!
-//! Today: `GET /api/v1/projections` (pipeline progress for operators) and
-//! `GET /api/v1/tickets/{id}`, a consistent read of one ticket folded from its events in
-//! the event store (the source of truth), filtered by the access policy. Search, SLA reports,
-//! audit and real-time endpoints over the projected read models arrive with later issues and
+//! Today: `GET /api/v1/projections` (pipeline progress for operators), and ticket reads folded
+//! from the event store (the source of truth) and filtered by the access policy:
+//! `GET /api/v1/tickets/{id}` (with `as_of` time travel) and
+//! `GET /api/v1/tickets/{id}/history`. Search, SLA reports, audit and real-time endpoints over the projected read models arrive with later issues and
 //! are added to [`routes`], which the command API's `app` merges into the served router and the
 //! OpenAPI document.
 
@@ -33,5 +33,6 @@ where
 {
     OpenApiRouter::new()
         .routes(routes!(tickets::get_ticket))
+        .routes(routes!(tickets::history::get_history))
         .routes(routes!(projections::list_projections))
 }

@@ -1,0 +1,112 @@
+//! Loading one ticket's events from the event store, and deciding whether the caller may see
+//! the ticket at all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use chrono::{DateTime, Utc};
+use helpdesk_domain::Principal;
+use helpdesk_domain::access::{self, Access, Action, TicketFacts};
+use helpdesk_domain::ticket::TicketEvent;
+use helpdesk_platform::auth::Verifier;
+use sqlx::PgPool;
+
+use crate::error::QueryError;
+
+/// One stored event of a ticket.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub sequence: u64,
+    pub global_position: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: BTreeMap<String, String>,
+    pub event: TicketEvent,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    sequence: i64,
+    global_position: i64,
+    event_type: String,
+    event_version: String,
+    recorded_at: DateTime<Utc>,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+}
+
+/// Parses a path segment as a ticket id; anything else cannot name a ticket (404).
+pub fn ticket_id(raw: &str) -> Result<String, QueryError> {
+    uuid::Uuid::try_parse(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| QueryError::TicketNotFound)
+}
+
+/// Every event of ticket `id`, oldest first; empty when there is no such ticket.
+pub async fn load(pool: &PgPool, id: &str) -> Result<Vec<StoredEvent>, QueryError> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT sequence, global_position, event_type, event_version, recorded_at, \
+                payload::jsonb AS payload, metadata::jsonb AS metadata \
+           FROM events WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(QueryError::internal)?;
+    rows.into_iter().map(stored).collect()
+}
+
+fn stored(row: Row) -> Result<StoredEvent, QueryError> {
+    let event: TicketEvent = serde_json::from_value(row.payload).map_err(QueryError::internal)?;
+    let metadata = match row.metadata {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    Ok(StoredEvent {
+        sequence: u64::try_from(row.sequence).unwrap_or_default(),
+        global_position: row.global_position,
+        event_type: row.event_type,
+        event_version: row.event_version,
+        recorded_at: row.recorded_at,
+        metadata,
+        event,
+    })
+}
+
+/// Whether `principal` may read the ticket whose first event is `events[0]`: 404 otherwise, so
+/// that a customer cannot learn that someone else's ticket exists.
+pub fn authorize_read<S>(
+    state: &S,
+    principal: &Principal,
+    events: &[StoredEvent],
+) -> Result<(), QueryError>
+where
+    Arc<Verifier>: FromRef<S>,
+{
+    let Some(TicketEvent::TicketOpened(opened)) = events.first().map(|e| &e.event) else {
+        return Err(QueryError::TicketNotFound);
+    };
+    // The current group decides visibility for group-scoped agents.
+    let group = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            TicketEvent::TicketAssigned(assigned) => Some(assigned.group.as_deref()),
+            _ => None,
+        })
+        .unwrap_or(opened.group.as_deref());
+    let facts = TicketFacts {
+        requester_id: &opened.requester.customer_id,
+        group,
+    };
+    let scope = Arc::<Verifier>::from_ref(state).agent_scope();
+    match access::decide(principal, scope, Action::Read, Some(facts)) {
+        Access::Allowed => Ok(()),
+        Access::Forbidden(_) | Access::Hidden => Err(QueryError::TicketNotFound),
+    }
+}
