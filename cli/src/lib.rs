@@ -172,17 +172,20 @@ pub async fn list_dead_letters(config: Config, name: &str) -> Result<(), StartEr
     let letters = dead_letters::list(&nats, &config.nats_prefix, name).await?;
     let mut text = format!("{} dead letters for {name}\n", letters.len());
     for letter in letters {
-        let event = &letter.envelope;
+        let what = match &letter.envelope {
+            Ok(event) => format!(
+                "{} {}:{} seq {} position {}",
+                event.event_type,
+                event.aggregate_type,
+                event.aggregate_id,
+                event.sequence,
+                event.global_position
+            ),
+            Err(unreadable) => unreadable.clone(),
+        };
         text.push_str(&format!(
-            "#{} {} {}:{} seq {} position {} after {} deliveries: {}\n",
-            letter.stream_sequence,
-            event.event_type,
-            event.aggregate_type,
-            event.aggregate_id,
-            event.sequence,
-            event.global_position,
-            letter.deliveries,
-            letter.error
+            "#{} {what} after {} deliveries: {}\n",
+            letter.stream_sequence, letter.deliveries, letter.error
         ));
     }
     announce(&text);
@@ -252,7 +255,9 @@ pub fn mint_token(config: &Config, request: TokenRequest) -> Result<String, Star
         role: request.role,
         groups: request.groups,
         customer_id,
-        exp: now + request.ttl.as_secs(),
+        exp: now
+            .checked_add(request.ttl.as_secs())
+            .ok_or("--ttl is too long")?,
         nbf: None,
         iat: Some(now),
         iss: config.auth.issuer.clone(),

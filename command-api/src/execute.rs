@@ -153,17 +153,31 @@ fn lost_race(error: TicketError) -> ApiError {
     ))
 }
 
+/// The global position of the event just committed. The command is already durable here, so a
+/// failure is retried a few times before the request gives up with a 5xx (which keeps an
+/// idempotency key reserved, see `idempotency`).
 async fn global_position(state: &AppState, ticket_id: &str, version: u64) -> Result<i64, ApiError> {
-    sqlx::query_scalar(
-        "SELECT global_position FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-    )
-    .bind(Ticket::TYPE)
-    .bind(ticket_id)
-    .bind(version as i64)
-    .fetch_one(&state.pool)
-    .await
-    .map_err(ApiError::internal)
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let found = sqlx::query_scalar(
+            "SELECT global_position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(Ticket::TYPE)
+        .bind(ticket_id)
+        .bind(version as i64)
+        .fetch_one(&state.pool)
+        .await;
+        match found {
+            Ok(position) => return Ok(position),
+            Err(error) if attempt >= 3 => return Err(ApiError::internal(error)),
+            Err(error) => {
+                tracing::warn!(%error, ticket_id, "position lookup after commit failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+        }
+    }
 }
 
 /// Loads a ticket's current state and version, for callers that need to look before writing.

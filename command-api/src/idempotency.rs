@@ -6,8 +6,8 @@
 //! default) with `Idempotent-Replayed: true`; any other response releases the key so the client
 //! may retry. Reusing a key with a different body is 422 `idempotency-key-reused`.
 //!
-//! The command runs in its own task, so a client that disconnects mid-request does not cancel
-//! it between the append and the storing of the response.
+//! The command and the storing of its response run in a task of their own, so a client that
+//! disconnects mid-request cannot cancel anything between the append and the stored response.
 
 use std::future::Future;
 use std::time::Duration;
@@ -68,18 +68,41 @@ where
     let Some(request) = request else {
         return run_detached(command).await;
     };
-    match reserve(pool, ttl, &request).await {
-        Ok(None) => {}
-        Ok(Some(replay)) => return replay,
+    let reservation = match reserve(pool, ttl, &request).await {
+        Ok(Reserved::Fresh(reservation)) => reservation,
+        Ok(Reserved::Replay(replay)) => return replay,
         Err(error) => return error.into_response(),
-    }
-    let response = run_detached(command).await;
-    let outcome = if response.status().is_success() {
-        store(pool, &request, response).await
-    } else {
-        release(pool, &request).await.map(|()| response)
     };
-    outcome.unwrap_or_else(IntoResponse::into_response)
+    // Running the command and settling the key happen in one task of their own: a client that
+    // disconnects cancels the handler, never the pair, so a committed command always leaves
+    // its response behind.
+    let pool = pool.clone();
+    run_detached(async move {
+        let response = command.await;
+        settle(&pool, &request, reservation, response)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
+}
+
+/// Stores a 2xx response; releases the key after a 4xx (the command did not run, the client
+/// may fix the request); keeps the reservation after a 5xx, because the command may have been
+/// committed before the failure: a retry then waits until the reservation is abandoned rather
+/// than risk running the command twice.
+async fn settle(
+    pool: &PgPool,
+    request: &IdempotentRequest,
+    reservation: Reservation,
+    response: Response,
+) -> Result<Response, ApiError> {
+    if response.status().is_success() {
+        store(pool, request, reservation, response).await
+    } else if response.status().is_client_error() {
+        release(pool, request, reservation).await.map(|()| response)
+    } else {
+        Ok(response)
+    }
 }
 
 async fn run_detached<F>(command: F) -> Response
@@ -101,13 +124,28 @@ struct StoredKey {
     response_body: Option<Vec<u8>>,
 }
 
-/// Reserves the key. `Ok(None)`: go ahead; `Ok(Some(response))`: replay this.
+/// A reservation we hold, identified by when it was made: a reservation taken over after it was
+/// abandoned has another `created_at`, and the original holder may then no longer touch it.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What reserving a key found.
+enum Reserved {
+    /// Ours: run the command.
+    Fresh(Reservation),
+    /// Already answered: replay this.
+    Replay(Response),
+}
+
+/// Reserves the key.
 async fn reserve(
     pool: &PgPool,
     ttl: Duration,
     request: &IdempotentRequest,
-) -> Result<Option<Response>, ApiError> {
-    let inserted = sqlx::query(
+) -> Result<Reserved, ApiError> {
+    let inserted: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (scope, key, request_hash, expires_at) \
          VALUES ($1, $2, $3, now() + make_interval(secs => $4)) \
          ON CONFLICT (scope, key) DO UPDATE \
@@ -116,18 +154,19 @@ async fn reserve(
                 expires_at = EXCLUDED.expires_at \
           WHERE idempotency_keys.expires_at < now() \
              OR (idempotency_keys.response_status IS NULL \
-                 AND idempotency_keys.created_at < now() - make_interval(secs => $5))",
+                 AND idempotency_keys.created_at < now() - make_interval(secs => $5)) \
+         RETURNING created_at",
     )
     .bind(&request.scope)
     .bind(&request.key)
     .bind(&request.request_hash)
     .bind(ttl.as_secs_f64())
     .bind(ABANDONED_AFTER.as_secs_f64())
-    .execute(pool)
+    .fetch_optional(pool)
     .await
     .map_err(ApiError::internal)?;
-    if inserted.rows_affected() == 1 {
-        return Ok(None);
+    if let Some(created_at) = inserted {
+        return Ok(Reserved::Fresh(Reservation { created_at }));
     }
     let stored: Option<StoredKey> = sqlx::query_as(
         "SELECT request_hash, response_status, response_headers, response_body \
@@ -152,7 +191,7 @@ async fn reserve(
         return Err(ApiError::IdempotencyKeyReused);
     }
     match (status, body) {
-        (Some(status), Some(body)) => Ok(Some(replay(status, headers, body)?)),
+        (Some(status), Some(body)) => Ok(Reserved::Replay(replay(status, headers, body)?)),
         _ => Err(ApiError::IdempotencyKeyInFlight),
     }
 }
@@ -186,6 +225,7 @@ fn replay(
 async fn store(
     pool: &PgPool,
     request: &IdempotentRequest,
+    reservation: Reservation,
     response: Response,
 ) -> Result<Response, ApiError> {
     let (parts, body) = response.into_parts();
@@ -195,13 +235,14 @@ async fn store(
     sqlx::query(
         "UPDATE idempotency_keys \
             SET response_status = $3, response_headers = $4, response_body = $5 \
-          WHERE scope = $1 AND key = $2",
+          WHERE scope = $1 AND key = $2 AND created_at = $6",
     )
     .bind(&request.scope)
     .bind(&request.key)
     .bind(parts.status.as_u16() as i16)
     .bind(replayable_headers(&parts.headers))
     .bind(bytes.as_ref())
+    .bind(reservation.created_at)
     .execute(pool)
     .await
     .map_err(ApiError::internal)?;
@@ -219,10 +260,15 @@ fn replayable_headers(headers: &HeaderMap) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-async fn release(pool: &PgPool, request: &IdempotentRequest) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
+async fn release(
+    pool: &PgPool,
+    request: &IdempotentRequest,
+    reservation: Reservation,
+) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3")
         .bind(&request.scope)
         .bind(&request.key)
+        .bind(reservation.created_at)
         .execute(pool)
         .await
         .map_err(ApiError::internal)?;

@@ -137,6 +137,14 @@ async fn an_unknown_ticket_is_404() {
             .await;
         expect_problem(response, StatusCode::NOT_FOUND, "ticket-not-found").await;
     }
+    for path in [
+        "/api/v1/tickets/%FF",
+        "/api/v1/tickets/%FF/history",
+        "/api/v1/tickets/x/history",
+    ] {
+        let response = app.request(Method::GET, path).send().await.unwrap();
+        expect_problem(response, StatusCode::NOT_FOUND, "ticket-not-found").await;
+    }
 }
 
 #[tokio::test]
@@ -159,6 +167,28 @@ async fn an_unknown_route_is_404_and_a_wrong_method_405_both_as_problems() {
         "method-not-allowed",
     )
     .await;
+    // Made-up methods are answered the same way and counted under one label.
+    let made_up = Method::from_bytes(b"BREW").unwrap();
+    let response = app
+        .request(made_up, "/api/v1/tickets")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+    )
+    .await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(!metrics.contains("BREW"));
+    assert!(metrics.contains(r#"method="other""#));
 }
 
 #[tokio::test]

@@ -12,8 +12,9 @@ use crate::Projection;
 pub struct DeadLetter {
     /// Its sequence in the dead-letter stream.
     pub stream_sequence: u64,
-    /// The event.
-    pub envelope: EventEnvelope,
+    /// The event, or why the dead letter is not a readable event (it was dead-lettered for
+    /// exactly that reason).
+    pub envelope: Result<EventEnvelope, String>,
     /// The last error.
     pub error: String,
     /// How many deliveries failed.
@@ -62,7 +63,8 @@ pub async fn list(
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default()
         };
-        let envelope = serde_json::from_slice(&message.payload).map_err(|e| e.to_string())?;
+        let envelope = serde_json::from_slice(&message.payload)
+            .map_err(|e| format!("not an event envelope: {e}"));
         letters.push(DeadLetter {
             stream_sequence: sequence,
             envelope,
@@ -83,7 +85,14 @@ pub async fn redrive(
     let stream = ensure_dead_letter_stream(&js, prefix).await?;
     let mut report = Redriven::default();
     for letter in list(nats, prefix, projection.name()).await? {
-        match projection.apply(&letter.envelope).await {
+        let envelope = match &letter.envelope {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                report.failed.push((letter.stream_sequence, error.clone()));
+                continue;
+            }
+        };
+        match projection.apply(envelope).await {
             Ok(_) => {
                 stream
                     .delete_message(letter.stream_sequence)

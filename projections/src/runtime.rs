@@ -25,6 +25,11 @@ use crate::{Projection, ProjectionError};
 
 /// Pause before reconnecting after the consumer failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// An event behind a gap is dead-lettered after `max_deliver × GAP_PATIENCE` deliveries
+/// (about three minutes with the defaults).
+const GAP_PATIENCE: i64 = 20;
+/// Unacknowledged messages the server lets one projection have in flight.
+const MAX_ACK_PENDING: i64 = 10_000;
 /// How often the highest applied position is saved.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How long the server waits for an ack before redelivering.
@@ -96,6 +101,7 @@ async fn consume(
         // Unlimited at the server: events waiting behind a gap must never be dropped. Our own
         // count of failed deliveries decides when to dead-letter.
         max_deliver: -1,
+        max_ack_pending: MAX_ACK_PENDING,
         filter_subject: format!("{}.>", events_subject_root(&settings.prefix)),
         ..Default::default()
     };
@@ -192,6 +198,15 @@ async fn handle(
     let applied = outcome.as_ref().ok().copied();
     let ack = match outcome {
         Ok(_) => AckKind::Ack,
+        // An event still behind its gap after many tries (its predecessor was dead-lettered,
+        // say) would wait forever and hold a slot of the consumer's ack window; park it with
+        // the dead letters instead, where a redrive applies it in order after its predecessor.
+        Err(error @ ProjectionError::Gap { .. })
+            if delivered >= settings.max_deliver.saturating_mul(GAP_PATIENCE) =>
+        {
+            dead_letter(js, projection.name(), settings, &message, &error, delivered).await?;
+            AckKind::Term
+        }
         Err(ProjectionError::Gap { .. }) => AckKind::Nak(Some(backoff(
             Duration::from_millis(50),
             delivered,

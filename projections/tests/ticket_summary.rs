@@ -169,7 +169,7 @@ async fn a_poison_event_is_dead_lettered_while_a_thousand_other_tickets_flow_and
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].envelope.aggregate_id, poisoned);
+    assert_eq!(letters[0].envelope.as_ref().unwrap().aggregate_id, poisoned);
     assert_eq!(letters[0].deliveries, "5");
     assert!(letters[0].error.contains("the disk is on fire"));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);

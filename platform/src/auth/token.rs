@@ -52,7 +52,7 @@ pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, MintError> {
 /// Parses a lifetime like `90s`, `30m`, `8h` or `7d`.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.len().saturating_sub(1);
+    let split = text.char_indices().last().map_or(0, |(at, _)| at);
     let (number, unit) = text.split_at(split);
     let seconds_per_unit = match unit {
         "s" => 1,
@@ -85,7 +85,16 @@ mod tests {
         assert_eq!(parse_ttl("8h"), Ok(Duration::from_secs(8 * 3600)));
         assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        for bad in ["", "h", "8", "0h", "-1h", "8w"] {
+        for bad in [
+            "",
+            "h",
+            "8",
+            "0h",
+            "-1h",
+            "8w",
+            "8é",
+            "99999999999999999999d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
     }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::FromRef;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, Path};
 use chrono::{DateTime, Utc};
 use helpdesk_domain::Principal;
 use helpdesk_domain::access::{self, Access, Action, TicketFacts};
@@ -37,9 +38,11 @@ struct Row {
     metadata: serde_json::Value,
 }
 
-/// Parses a path segment as a ticket id; anything else cannot name a ticket (404).
-pub fn ticket_id(raw: &str) -> Result<String, QueryError> {
-    uuid::Uuid::try_parse(raw)
+/// Parses the `{id}` path segment as a ticket id; anything else (including a segment that is
+/// not valid percent-encoded UTF-8) cannot name a ticket: 404.
+pub fn ticket_id(path: Result<Path<String>, PathRejection>) -> Result<String, QueryError> {
+    let Path(raw) = path.map_err(|_| QueryError::TicketNotFound)?;
+    uuid::Uuid::try_parse(&raw)
         .map(|id| id.hyphenated().to_string())
         .map_err(|_| QueryError::TicketNotFound)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRef, Path, State};
 use chrono::{DateTime, Utc};
 use helpdesk_domain::access;
@@ -58,14 +59,14 @@ pub struct HistoryEntry {
 pub async fn get_history<S>(
     State(state): State<S>,
     Authenticated(principal): Authenticated,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<HistoryEntry>>, QueryError>
 where
     S: Clone + Send + Sync + 'static,
     PgPool: FromRef<S>,
     Arc<Verifier>: FromRef<S>,
 {
-    let id = events::ticket_id(&id)?;
+    let id = events::ticket_id(id)?;
     let all = events::load(&PgPool::from_ref(&state), &id).await?;
     events::authorize_read(&state, &principal, &all)?;
     let staff = access::sees_internal_notes(&principal);

@@ -8,6 +8,7 @@ pub mod view;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderValue, header};
@@ -82,7 +83,7 @@ impl AsOf {
 pub async fn get_ticket<S>(
     State(state): State<S>,
     Authenticated(principal): Authenticated,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     params: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Response, QueryError>
 where
@@ -95,7 +96,7 @@ where
         detail: rejection.body_text(),
     })?;
     let as_of = AsOf::parse(params.as_of.as_deref())?;
-    let id = events::ticket_id(&id)?;
+    let id = events::ticket_id(id)?;
     let all = events::load(&PgPool::from_ref(&state), &id).await?;
     events::authorize_read(&state, &principal, &all)?;
     let folded = all
