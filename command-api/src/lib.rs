@@ -55,7 +55,8 @@ every problem type and every validation rule.",
     modifiers(&BearerAuth),
     tags(
         (name = "tickets", description = "Open and work tickets"),
-        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "operations", description = "Health, readiness, metrics and pipeline status"),
+        (name = "audit", description = "The global event feed"),
     )
 )]
 pub struct ApiDoc;

@@ -82,6 +82,12 @@ fn table() -> Vec<Row> {
     vec![
         Row {
             method: Method::GET,
+            path: "/api/v1/audit/events",
+            body: None,
+            expected: [403, 403, 403, 403, 200, 200],
+        },
+        Row {
+            method: Method::GET,
             path: "/api/v1/projections",
             body: None,
             expected: [403, 403, 403, 200, 200, 200],

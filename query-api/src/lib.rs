@@ -7,6 +7,7 @@
 //! are added to [`routes`], which the command API's `app` merges into the served router and the
 //! OpenAPI document.
 
+mod audit;
 mod error;
 mod projections;
 mod tickets;
@@ -35,4 +36,5 @@ where
         .routes(routes!(tickets::get_ticket))
         .routes(routes!(tickets::history::get_history))
         .routes(routes!(projections::list_projections))
+        .routes(routes!(audit::feed))
 }
