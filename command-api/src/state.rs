@@ -48,7 +48,10 @@ impl AppState {
         let repository = PostgresEventRepository::new(pool.clone());
         AppState {
             nats: nats.clone(),
-            store: Arc::new(PersistedEventStore::new_event_store(repository)),
+            store: Arc::new(
+                PersistedEventStore::new_event_store(repository)
+                    .with_upcasters(helpdesk_domain::ticket::upcast::upcasters()),
+            ),
             pool,
             metrics: Arc::new(Metrics::new()),
             idempotency_ttl,

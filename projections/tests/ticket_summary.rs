@@ -409,3 +409,29 @@ async fn an_unreachable_read_model_delays_events_instead_of_dead_lettering_them(
     relay.abort();
     harness.delete_streams().await;
 }
+
+#[tokio::test]
+async fn a_rebuild_reads_version_1_replies() {
+    let harness = Harness::start().await;
+    let id = uuid::Uuid::now_v7().to_string();
+    harness.command(&id, support::open(&id, 1)).await;
+    // A ReplyAdded written by version 1 (no attachments field).
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                             payload, metadata) \
+         VALUES ('Ticket', $1, 2, 'ReplyAdded', '1', $2, '{}')",
+    )
+    .bind(&id)
+    .bind(serde_json::json!({"ReplyAdded": {"interaction_id": "old",
+        "author": {"id": "a", "kind": "agent"}, "visibility": "public", "body": "v1"}}))
+    .execute(&harness.pool)
+    .await
+    .unwrap();
+    let projection = TicketSummary::new(harness.pool.clone());
+    rebuild::rebuild(&harness.pool, &projection, |_| {})
+        .await
+        .unwrap();
+    let rows = harness.summary().await;
+    assert_eq!(rows[0]["reply_count"], 1);
+    assert_eq!(rows[0]["last_sequence"], 2);
+}

@@ -47,11 +47,14 @@ impl EventEnvelope {
         )
     }
 
-    /// The payload as a ticket event, when it is one this code knows.
+    /// The payload as a (current-version) ticket event, when it is one this code knows.
     pub fn ticket_event(&self) -> Result<helpdesk_domain::ticket::TicketEvent, serde_json::Error> {
-        // Stored and typed events are externally tagged by their name.
+        // Stored and typed events are externally tagged by their name; older versions are
+        // upcast to the current shape first.
         let tagged = serde_json::json!({ self.event_type.as_str(): self.payload });
-        serde_json::from_value(tagged)
+        let current =
+            helpdesk_domain::ticket::upcast::upcast(&self.event_type, &self.event_version, tagged);
+        serde_json::from_value(current)
     }
 
     /// The subject the event is published on: `<prefix>.events.<aggregate_type>.<aggregate_id>`.

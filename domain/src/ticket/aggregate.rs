@@ -254,6 +254,7 @@ fn add_interaction(command: AddInteraction) -> Result<TicketEvent, TicketError> 
         },
         visibility: command.visibility,
         body,
+        attachments: Vec::new(),
     }))
 }
 

@@ -59,6 +59,9 @@ pub struct TicketAssigned {
 }
 
 /// Someone added an interaction: a public reply or an internal note.
+///
+/// Version 2 added `attachments`. Version 1 rows are upcast on read (see `upcast`): they had
+/// no attachments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct ReplyAdded {
@@ -68,6 +71,23 @@ pub struct ReplyAdded {
     pub visibility: Visibility,
     /// The text, at most 64 KiB, line endings normalised to `\n`.
     pub body: String,
+    /// Files attached to the interaction (since version 2; empty until uploads exist).
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to an interaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Attachment {
+    /// Id of the stored file.
+    pub id: String,
+    /// File name as uploaded.
+    pub name: String,
+    /// Media type, e.g. `image/png`.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// Tags were added to and/or removed from the ticket. Lists only real changes.
@@ -100,7 +120,7 @@ impl TicketEvent {
         ("TicketStatusChanged", "1"),
         ("TicketPriorityChanged", "1"),
         ("TicketAssigned", "1"),
-        ("ReplyAdded", "1"),
+        ("ReplyAdded", "2"),
         ("TagsChanged", "1"),
     ];
 

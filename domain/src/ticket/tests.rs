@@ -409,6 +409,7 @@ fn it_adds_a_public_reply_from_an_agent() {
             },
             visibility: Visibility::Public,
             body: "On it.".into(),
+            attachments: vec![],
         })])
     );
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use helpdesk_domain::Principal;
 use helpdesk_domain::access::{self, Access, Action, TicketFacts};
 use helpdesk_domain::ticket::TicketEvent;
+use helpdesk_domain::ticket::upcast::upcast;
 use helpdesk_platform::auth::Verifier;
 use sqlx::PgPool;
 
@@ -21,6 +22,7 @@ pub struct StoredEvent {
     pub sequence: u64,
     pub global_position: i64,
     pub event_type: String,
+    /// The version the event was stored with (`event` is upcast to the current one).
     pub event_version: String,
     pub recorded_at: DateTime<Utc>,
     pub metadata: BTreeMap<String, String>,
@@ -62,7 +64,8 @@ pub async fn load(pool: &PgPool, id: &str) -> Result<Vec<StoredEvent>, QueryErro
 }
 
 fn stored(row: Row) -> Result<StoredEvent, QueryError> {
-    let event: TicketEvent = serde_json::from_value(row.payload).map_err(QueryError::internal)?;
+    let payload = upcast(&row.event_type, &row.event_version, row.payload);
+    let event: TicketEvent = serde_json::from_value(payload).map_err(QueryError::internal)?;
     let metadata = match row.metadata {
         serde_json::Value::Object(map) => map
             .into_iter()

@@ -30,7 +30,10 @@ pub struct HistoryEntry {
     pub sequence: u64,
     pub global_position: i64,
     pub event_type: String,
+    /// The version `payload` has: always the current one (older events are upcast).
     pub event_version: String,
+    /// The version the event was stored with.
+    pub stored_event_version: String,
     pub recorded_at: DateTime<Utc>,
     /// When the command was accepted (the command API's clock).
     pub occurred_at: Option<String>,
@@ -38,7 +41,8 @@ pub struct HistoryEntry {
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
     pub request_id: Option<String>,
-    /// The event's fields, as in `schemas/events/<event_type>.v<event_version>.json`.
+    /// The event's fields, upcast to the current version, as in
+    /// `schemas/events/<event_type>.v<event_version>.json`.
     pub payload: serde_json::Value,
 }
 
@@ -96,7 +100,8 @@ fn entry(stored: StoredEvent) -> Result<HistoryEntry, QueryError> {
         sequence: stored.sequence,
         global_position: stored.global_position,
         event_type: stored.event_type,
-        event_version: stored.event_version,
+        event_version: stored.event.version().to_owned(),
+        stored_event_version: stored.event_version,
         recorded_at: stored.recorded_at,
         occurred_at: meta("occurred_at"),
         actor: HistoryActor {

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use helpdesk_domain::ticket::{
-    Author, Channel, Priority, Requester, Status, TicketEvent, Visibility,
+    Attachment, Author, Channel, Priority, Requester, Status, TicketEvent, Visibility,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,6 +14,7 @@ pub struct InteractionView {
     pub author: Author,
     pub visibility: Visibility,
     pub body: String,
+    pub attachments: Vec<Attachment>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -92,6 +93,7 @@ impl TicketView {
                 author: e.author,
                 visibility: e.visibility,
                 body: e.body,
+                attachments: e.attachments,
                 created_at: at,
             }),
         }
