@@ -1,7 +1,8 @@
 //! Ticket command endpoints.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use helpdesk_domain::Principal;
@@ -113,6 +114,47 @@ impl Call {
         });
         let command = self.run(ticket_id, IfMatch::Absent, command, answer);
         run_once(&pool, ttl, request, command).await
+    }
+}
+
+/// Everything a `PUT` on a ticket needs besides its body: the caller, the request ids, the
+/// ticket and its `If-Match`, checked in that order.
+struct TicketUpdate {
+    call: Call,
+    id: String,
+    if_match: IfMatch,
+}
+
+impl FromRequestParts<AppState> for TicketUpdate {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let context = RequestContext::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let TicketId(id) = TicketId::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let if_match = IfMatch::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let call = Call {
+            state: state.clone(),
+            principal,
+            context,
+        };
+        Ok(TicketUpdate { call, id, if_match })
+    }
+}
+
+impl TicketUpdate {
+    async fn run(self, command: TicketCommand) -> Response {
+        self.call
+            .run(self.id, self.if_match, command, Answer::UPDATED)
+            .await
     }
 }
 
@@ -230,23 +272,12 @@ fn requester_of(
         (status = 422, description = "Invalid status, or the ticket already has it (`no-change`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn change_status(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    context: RequestContext,
-    TicketId(id): TicketId,
-    if_match: IfMatch,
-    body: JsonBody<ChangeStatusRequest>,
-) -> Response {
-    let command = TicketCommand::ChangeStatus {
-        to: body.value.status,
-    };
-    let call = Call {
-        state,
-        principal,
-        context,
-    };
-    call.run(id, if_match, command, Answer::UPDATED).await
+async fn change_status(update: TicketUpdate, body: JsonBody<ChangeStatusRequest>) -> Response {
+    update
+        .run(TicketCommand::ChangeStatus {
+            to: body.value.status,
+        })
+        .await
 }
 
 /// Change a ticket's priority.
@@ -271,23 +302,12 @@ async fn change_status(
         (status = 422, description = "Invalid priority, or unchanged", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn change_priority(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    context: RequestContext,
-    TicketId(id): TicketId,
-    if_match: IfMatch,
-    body: JsonBody<ChangePriorityRequest>,
-) -> Response {
-    let command = TicketCommand::ChangePriority {
-        to: body.value.priority,
-    };
-    let call = Call {
-        state,
-        principal,
-        context,
-    };
-    call.run(id, if_match, command, Answer::UPDATED).await
+async fn change_priority(update: TicketUpdate, body: JsonBody<ChangePriorityRequest>) -> Response {
+    update
+        .run(TicketCommand::ChangePriority {
+            to: body.value.priority,
+        })
+        .await
 }
 
 /// Assign or unassign an agent and/or a group.
@@ -312,24 +332,13 @@ async fn change_priority(
         (status = 422, description = "Invalid ids, or nothing changes", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn assign(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    context: RequestContext,
-    TicketId(id): TicketId,
-    if_match: IfMatch,
-    body: JsonBody<AssignRequest>,
-) -> Response {
-    let command = TicketCommand::Assign(AssignTicket {
-        assignee: body.value.assignee,
-        group: body.value.group,
-    });
-    let call = Call {
-        state,
-        principal,
-        context,
-    };
-    call.run(id, if_match, command, Answer::UPDATED).await
+async fn assign(update: TicketUpdate, body: JsonBody<AssignRequest>) -> Response {
+    update
+        .run(TicketCommand::Assign(AssignTicket {
+            assignee: body.value.assignee,
+            group: body.value.group,
+        }))
+        .await
 }
 
 /// Add and/or remove tags.
@@ -354,24 +363,13 @@ async fn assign(
         (status = 422, description = "Invalid tags, over 50 tags, or nothing changes", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn change_tags(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    context: RequestContext,
-    TicketId(id): TicketId,
-    if_match: IfMatch,
-    body: JsonBody<ChangeTagsRequest>,
-) -> Response {
-    let command = TicketCommand::ChangeTags(ChangeTags {
-        add: body.value.add,
-        remove: body.value.remove,
-    });
-    let call = Call {
-        state,
-        principal,
-        context,
-    };
-    call.run(id, if_match, command, Answer::UPDATED).await
+async fn change_tags(update: TicketUpdate, body: JsonBody<ChangeTagsRequest>) -> Response {
+    update
+        .run(TicketCommand::ChangeTags(ChangeTags {
+            add: body.value.add,
+            remove: body.value.remove,
+        }))
+        .await
 }
 
 /// Add a public reply or an internal note.
