@@ -46,15 +46,7 @@ async fn every_command_event_is_published_once_with_its_envelope_subject_and_msg
     for id in &tickets {
         assert_eq!(per_ticket[id], [1, 2, 3], "ticket {id} arrives in order");
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("helpdesk_relay_published_events_total 9"),
         "{metrics}"

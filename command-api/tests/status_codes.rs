@@ -180,13 +180,7 @@ async fn an_unknown_route_is_404_and_a_wrong_method_405_both_as_problems() {
         "method-not-allowed",
     )
     .await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(!metrics.contains("BREW"));
     assert!(metrics.contains(r#"method="other""#));
 }
@@ -504,15 +498,7 @@ async fn probes_answer_and_metrics_count_requests_and_commands() {
     assert_eq!(ready["checks"]["nats"], "ok");
 
     app.open_ticket().await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains(
         r#"helpdesk_http_requests_total{method="POST",route="/api/v1/tickets",status="201"} 1"#
     ));

@@ -178,22 +178,13 @@ async fn projector_processes_sharing_a_projection_apply_every_event_once() {
     // `up` runs the relay and one ticket_summary worker; two more processes join it.
     let product =
         Product::start_with(database.expose(), &[("HELPDESK_NATS_PREFIX", &prefix)]).await;
-    let extra = [
-        helpdesk_tests::Worker::projector(
-            database.expose(),
-            &nats_url(),
-            &prefix,
-            "ticket_summary",
-        )
-        .await,
-        helpdesk_tests::Worker::projector(
-            database.expose(),
-            &nats_url(),
-            &prefix,
-            "ticket_summary",
-        )
-        .await,
-    ];
+    let nats = nats_url();
+    let mut extra = Vec::new();
+    for _ in 0..2 {
+        let worker =
+            helpdesk_tests::Worker::projector(database.expose(), &nats, &prefix, "ticket_summary");
+        extra.push(worker.await);
+    }
     let token = product.token("agent", "agent-1").await;
     let writers: Vec<_> = (0..WRITERS)
         .map(|_| tokio::spawn(writer(product.url.clone(), token.clone())))

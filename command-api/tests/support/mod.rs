@@ -157,6 +157,16 @@ impl TestApp {
         self.request(method, path).json(&body).send().await.unwrap()
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await;
+        response.unwrap().text().await.unwrap()
+    }
+
     /// Number of rows in the events table.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
