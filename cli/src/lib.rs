@@ -14,6 +14,8 @@ use helpdesk_platform::{Config, db, nats, telemetry};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
+use helpdesk_search::projection::{self as search, SearchProjection, SearchSettings};
+use helpdesk_search::rebuild::{self as search_rebuild, RebuildStep, SearchIndex};
 
 /// How often expired idempotency keys are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -41,7 +43,9 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
     let nats = nats::connect(&config.nats_url).await?;
     let verifier = Verifier::from_config(&config.auth, &config.data_dir).await?;
-    let running = projections(&pool);
+    let search = search_projection(&config, &pool).await?;
+    let mut running = projections(&pool);
+    running.push(Arc::new(search.clone()));
     let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = AppState::new(
         pool.clone(),
@@ -49,7 +53,8 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         config.idempotency_ttl,
         Arc::new(verifier),
     )
-    .with_pipeline(&config.nats_prefix, names);
+    .with_pipeline(&config.nats_prefix, names)
+    .with_search(search.reader());
     if config.relay_in_process {
         tokio::spawn(relay(&config, &state).run());
     }
@@ -112,7 +117,39 @@ pub async fn relay_alone(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Every projection the product runs.
+/// The configured search index (tantivy, or Elasticsearch when `ELASTICSEARCH_URL` is set).
+async fn search_index(config: &Config) -> Result<SearchIndex, StartError> {
+    SearchIndex::open(&config.search, &config.nats_prefix)
+        .await
+        .map_err(|error| match &config.search.elasticsearch_url {
+            Some(_) => format!("cannot open the search index (ELASTICSEARCH_URL): {error}").into(),
+            None => format!(
+                "cannot open the search index in {} (SEARCH_INDEX_DIR; only one process may \
+                 write it): {error}",
+                config.search.index_dir.display()
+            )
+            .into(),
+        })
+}
+
+/// The search projection over the configured index.
+async fn search_projection(
+    config: &Config,
+    pool: &sqlx::PgPool,
+) -> Result<SearchProjection, StartError> {
+    let index = search_index(config).await?;
+    let settings = SearchSettings {
+        commit_interval: config.search.commit_interval,
+        ..SearchSettings::default()
+    };
+    Ok(SearchProjection::new(
+        pool.clone(),
+        index.backend(),
+        settings,
+    ))
+}
+
+/// Every projection the product runs besides search (which needs its index opened first).
 pub fn projections(pool: &sqlx::PgPool) -> Vec<Arc<dyn Projection>> {
     vec![Arc::new(TicketSummary::new(pool.clone()))]
 }
@@ -133,10 +170,15 @@ fn runtime_settings(config: &Config) -> RuntimeSettings {
 }
 
 /// `helpdesk project <name>`: runs one projection's consumer alone until SIGINT or SIGTERM.
-/// Several copies share the work.
+/// Several copies share the work (for `search`, only with Elasticsearch: a tantivy index has
+/// one writer, `helpdesk up`).
 pub async fn project(config: Config, name: &str) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
-    let projection = projection_named(&pool, name)?;
+    let projection: Arc<dyn Projection> = if name == search::NAME {
+        Arc::new(search_projection(&config, &pool).await?)
+    } else {
+        projection_named(&pool, name)?
+    };
     let nats = nats::connect(&config.nats_url).await?;
     announce(&format!("projecting {name}\n"));
     tokio::select! {
@@ -150,6 +192,9 @@ pub async fn project(config: Config, name: &str) -> Result<(), StartError> {
 /// printing progress (events/s, ETA) to standard error.
 pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
+    if name == search::NAME {
+        return rebuild_search(&config, &pool).await;
+    }
     let projection = projection_named(&pool, name)?;
     let replayed = rebuild::rebuild(&pool, projection.as_ref(), |progress| {
         let _ = writeln!(
@@ -163,6 +208,24 @@ pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartE
     })
     .await?;
     announce(&format!("rebuilt {name} from {replayed} events\n"));
+    Ok(())
+}
+
+/// `helpdesk projections rebuild search`: builds a new index generation from the event store
+/// while the serving one keeps answering, then switches over (alias swap in Elasticsearch,
+/// directory swap in tantivy, which needs `helpdesk up` stopped: it holds the index).
+async fn rebuild_search(config: &Config, pool: &sqlx::PgPool) -> Result<(), StartError> {
+    let index = search_index(config).await?;
+    let replayed = search_rebuild::rebuild(pool, &index, None, |step| match step {
+        RebuildStep::Replayed(done) => {
+            let _ = writeln!(std::io::stderr(), "search: {done} events replayed");
+        }
+        RebuildStep::Promoted => {
+            let _ = writeln!(std::io::stderr(), "search: the new index serves");
+        }
+    })
+    .await?;
+    announce(&format!("rebuilt search from {replayed} events\n"));
     Ok(())
 }
 

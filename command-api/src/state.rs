@@ -1,5 +1,6 @@
 //! What every handler shares: the pool, the event store, NATS, metrics, settings.
 
+use helpdesk_search::projection::SearchReader;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub relay_wakeup: Arc<tokio::sync::Notify>,
     /// The event pipeline, for operators' status reads.
     pub pipeline: Arc<Pipeline>,
+    /// The search index this process serves, when it runs one.
+    pub search: Option<SearchReader>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
                 prefix: "helpdesk".into(),
                 projections: Vec::new(),
             }),
+            search: None,
         }
     }
 }
@@ -75,6 +79,20 @@ impl AppState {
             projections,
         });
         self
+    }
+}
+
+impl AppState {
+    /// Serves searches from `reader`.
+    pub fn with_search(mut self, reader: SearchReader) -> Self {
+        self.search = Some(reader);
+        self
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Option<SearchReader> {
+    fn from_ref(state: &AppState) -> Self {
+        state.search.clone()
     }
 }
 

@@ -67,6 +67,19 @@ pub struct Config {
     pub relay_in_process: bool,
     /// `HELPDESK_PROJECTION_MAX_DELIVER`: failed deliveries before an event is dead-lettered.
     pub projection_max_deliver: i64,
+    /// Where ticket search lives.
+    pub search: SearchConfig,
+}
+
+/// Search settings.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    /// `SEARCH_INDEX_DIR`: the embedded tantivy index (default `$HELPDESK_DATA_DIR/search`).
+    pub index_dir: PathBuf,
+    /// `ELASTICSEARCH_URL`: when set, search uses this Elasticsearch cluster instead.
+    pub elasticsearch_url: Option<String>,
+    /// `HELPDESK_SEARCH_COMMIT_MS`: the longest a change waits before the index commits it.
+    pub commit_interval: Duration,
 }
 
 /// Token verification settings.
@@ -197,7 +210,19 @@ impl Config {
             "HELPDESK_PROJECTION_MAX_DELIVER",
             &get("HELPDESK_PROJECTION_MAX_DELIVER", "5"),
         )?;
+        let data_dir = PathBuf::from(get("HELPDESK_DATA_DIR", defaults::DATA_DIR));
+        let search = SearchConfig {
+            index_dir: lookup("SEARCH_INDEX_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map_or_else(|| data_dir.join("search"), PathBuf::from),
+            elasticsearch_url: lookup("ELASTICSEARCH_URL").filter(|url| !url.is_empty()),
+            commit_interval: Duration::from_millis(parse_number(
+                "HELPDESK_SEARCH_COMMIT_MS",
+                &get("HELPDESK_SEARCH_COMMIT_MS", "200"),
+            )?),
+        };
         Ok(Config {
+            search,
             projection_max_deliver: i64::try_from(projection_max_deliver).unwrap_or(i64::MAX),
             relay_in_process,
             relay_poll_interval: Duration::from_millis(relay_poll_ms),
@@ -206,7 +231,7 @@ impl Config {
             database_url: Secret::new(get("DATABASE_URL", defaults::DATABASE_URL)),
             nats_url: get("NATS_URL", defaults::NATS_URL),
             nats_prefix: prefix,
-            data_dir: PathBuf::from(get("HELPDESK_DATA_DIR", defaults::DATA_DIR)),
+            data_dir,
             log_format,
             idempotency_ttl: Duration::from_secs(ttl_hours * 3600),
             db_max_connections: u32::try_from(db_max_connections).map_err(|_| ConfigError {

@@ -12,4 +12,4 @@ pub mod pipeline;
 pub mod problem;
 pub mod telemetry;
 
-pub use config::{AuthConfig, Config, ConfigError, Secret};
+pub use config::{AuthConfig, Config, ConfigError, SearchConfig, Secret};

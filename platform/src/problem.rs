@@ -31,6 +31,10 @@ pub struct Problem {
     /// The ticket's current version, for `412 precondition-failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// Where in the search query the error starts (0-based, in characters), for
+    /// `422 invalid-query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
 }
 
 impl Problem {
@@ -43,6 +47,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             current_version: None,
+            position: None,
         }
     }
 }

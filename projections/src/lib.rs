@@ -68,6 +68,20 @@ pub trait Projection: Send + Sync + 'static {
     /// effect is durable.
     async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError>;
 
+    /// Applies several events, in order, answering for each. The runtime hands over whatever
+    /// one lane has waiting, so a projection that commits in batches (a search index) can
+    /// make one commit of many events. By default, one [`Projection::apply`] after another.
+    async fn apply_batch(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Vec<Result<Applied, ProjectionError>> {
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            outcomes.push(self.apply(envelope).await);
+        }
+        outcomes
+    }
+
     /// Empties the read model (before a rebuild).
     async fn reset(&self) -> Result<(), ProjectionError>;
 

@@ -85,6 +85,8 @@ pub async fn run(
 /// lane, so a process applies each ticket's events in stream order while different tickets
 /// proceed side by side (and their commits share Postgres's group commit).
 const LANES: usize = 8;
+/// Most messages one lane hands the projection at once.
+const LANE_BATCH: usize = 256;
 
 async fn consume(
     js: &jetstream::Context,
@@ -119,14 +121,22 @@ async fn consume(
             let (js, projection, settings) = (js.clone(), projection.clone(), settings.clone());
             let applied_up_to = applied_up_to.clone();
             lanes.spawn(async move {
-                while let Some(message) = receiver.recv().await {
-                    let handled = handle(&js, projection.as_ref(), &settings, message).await;
-                    if let Ok(Some(position)) = handled {
-                        applied_up_to.fetch_max(position, Ordering::Relaxed);
-                    }
-                    if let Err(error) = handled {
-                        // Unacknowledged: the server redelivers it after the ack wait.
-                        tracing::warn!(projection = projection.name(), %error, "could not settle an event");
+                let mut batch = Vec::with_capacity(LANE_BATCH);
+                while receiver.recv_many(&mut batch, LANE_BATCH).await > 0 {
+                    let handled =
+                        handle_batch(&js, projection.as_ref(), &settings, std::mem::take(&mut batch))
+                            .await;
+                    for outcome in handled {
+                        match outcome {
+                            Ok(Some(position)) => {
+                                applied_up_to.fetch_max(position, Ordering::Relaxed);
+                            }
+                            Ok(None) => {}
+                            // Unacknowledged: the server redelivers it after the ack wait.
+                            Err(error) => {
+                                tracing::warn!(projection = projection.name(), %error, "could not settle an event");
+                            }
+                        }
                     }
                 }
             });
@@ -178,23 +188,57 @@ fn lane_of(subject: &str) -> usize {
     (hasher.finish() % LANES as u64) as usize
 }
 
-/// Applies one message and settles it; returns the global position when it was applied.
-async fn handle(
+/// Applies the messages one lane had waiting, in order, and settles each; returns, per
+/// message, the global position when it was applied.
+async fn handle_batch(
+    js: &jetstream::Context,
+    projection: &dyn Projection,
+    settings: &RuntimeSettings,
+    messages: Vec<jetstream::Message>,
+) -> Vec<Result<Option<i64>, String>> {
+    let mut readable = Vec::with_capacity(messages.len());
+    let mut outcomes: Vec<Option<Result<i64, ProjectionError>>> =
+        Vec::with_capacity(messages.len());
+    for message in &messages {
+        match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+            Ok(envelope) => {
+                readable.push(envelope);
+                outcomes.push(None);
+            }
+            Err(error) => outcomes.push(Some(Err(ProjectionError::Permanent(format!(
+                "not an event envelope: {error}"
+            ))))),
+        }
+    }
+    let mut applied = projection.apply_batch(&readable).await.into_iter();
+    let mut envelopes = readable.iter();
+    for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_none()) {
+        let position = envelopes.next().map_or(0, |e| e.global_position);
+        *outcome = Some(match applied.next() {
+            Some(result) => result.map(|_| position),
+            None => Err(ProjectionError::Transient(
+                "the projection answered for fewer events than it was given".into(),
+            )),
+        });
+    }
+    let mut settled = Vec::with_capacity(messages.len());
+    for (message, outcome) in messages.into_iter().zip(outcomes) {
+        let outcome =
+            outcome.unwrap_or_else(|| Err(ProjectionError::Transient("no outcome".into())));
+        settled.push(settle(js, projection, settings, message, outcome).await);
+    }
+    settled
+}
+
+/// Acknowledges, retries or dead-letters one message after its outcome.
+async fn settle(
     js: &jetstream::Context,
     projection: &dyn Projection,
     settings: &RuntimeSettings,
     message: jetstream::Message,
+    outcome: Result<i64, ProjectionError>,
 ) -> Result<Option<i64>, String> {
     let delivered = message.info().map_or(1, |info| info.delivered);
-    let outcome = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-        Ok(envelope) => projection
-            .apply(&envelope)
-            .await
-            .map(|_| envelope.global_position),
-        Err(error) => Err(ProjectionError::Permanent(format!(
-            "not an event envelope: {error}"
-        ))),
-    };
     let applied = outcome.as_ref().ok().copied();
     let ack = match outcome {
         Ok(_) => AckKind::Ack,

@@ -1,6 +1,6 @@
 //! `QueryError`: every way a read can fail, mapped to problem+json in one place.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use helpdesk_platform::problem::Problem;
 
@@ -13,6 +13,15 @@ pub enum QueryError {
     /// A query parameter is malformed.
     #[error("invalid {name}: {detail}")]
     InvalidParameter { name: &'static str, detail: String },
+    /// The search query does not parse.
+    #[error("the query does not parse at character {position}: {message}")]
+    InvalidQuery { position: usize, message: String },
+    /// The read model has not reached the requested `min_position` in time.
+    #[error("the read model has not caught up with min_position yet; retry shortly")]
+    NotYetReflected,
+    /// This process serves no search index.
+    #[error("search is not running in this process")]
+    SearchNotRunning,
     /// The caller's role may not read this.
     #[error("your role may not read this")]
     Forbidden,
@@ -41,6 +50,35 @@ impl IntoResponse for QueryError {
                 StatusCode::BAD_REQUEST,
                 "invalid-parameter",
                 "Invalid query parameter",
+                self.to_string(),
+            ),
+            QueryError::InvalidQuery { position, .. } => {
+                let mut problem = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-query",
+                    "Invalid search query",
+                    self.to_string(),
+                );
+                problem.position = Some(*position);
+                problem
+            }
+            QueryError::NotYetReflected => {
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not-yet-consistent",
+                    "Read model behind",
+                    self.to_string(),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            QueryError::SearchNotRunning => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "search-unavailable",
+                "Search unavailable",
                 self.to_string(),
             ),
             QueryError::Forbidden => Problem::new(

@@ -10,6 +10,7 @@
 mod audit;
 mod error;
 mod projections;
+pub mod search;
 mod tickets;
 
 use std::sync::Arc;
@@ -31,10 +32,13 @@ where
     PgPool: FromRef<S>,
     Arc<Verifier>: FromRef<S>,
     Arc<Pipeline>: FromRef<S>,
+    Option<helpdesk_search::projection::SearchReader>: FromRef<S>,
 {
     OpenApiRouter::new()
         .routes(routes!(tickets::get_ticket))
         .routes(routes!(tickets::history::get_history))
         .routes(routes!(projections::list_projections))
         .routes(routes!(audit::feed))
+        .routes(routes!(search::search))
+        .routes(routes!(search::my_tickets))
 }

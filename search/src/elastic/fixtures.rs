@@ -1,0 +1,38 @@
+//! Test documents.
+
+use chrono::{TimeZone, Utc};
+use helpdesk_domain::ticket::{Channel, Priority, Status};
+
+use crate::document::TicketDocument;
+
+/// An open, high-priority web ticket at version 4, opened at global position 100.
+pub(crate) fn sample_document(id: &str) -> TicketDocument {
+    let created_at = Utc
+        .with_ymd_and_hms(2024, 3, 1, 9, 30, 0)
+        .unwrap()
+        .checked_add_signed(chrono::Duration::microseconds(123_456))
+        .unwrap();
+    TicketDocument {
+        id: id.to_owned(),
+        subject: "Card declined at checkout".into(),
+        description: "My card was declined twice.".into(),
+        public_text: "We are looking into it.".into(),
+        internal_text: "Escalate to payments.".into(),
+        status: Status::Open,
+        priority: Priority::High,
+        channel: Channel::Web,
+        requester_id: "cust-1".into(),
+        requester_name: Some("Ann Example".into()),
+        requester_email: Some("ann@example.com".into()),
+        assignee: Some("agent-1".into()),
+        group: Some("billing".into()),
+        tags: vec!["payments".into(), "vip".into()],
+        created_at,
+        updated_at: created_at + chrono::Duration::hours(2),
+        solved_at: None,
+        reply_count: 2,
+        last_sequence: 4,
+        last_position: 180,
+        opened_position: 100,
+    }
+}

@@ -1,0 +1,454 @@
+//! The search projection: folds ticket events into search documents and writes them in
+//! batches.
+//!
+//! One batcher task owns the write path. Lanes of the projection runtime hand it their
+//! events; it folds each onto the newest known document (its own unwritten one, or the
+//! backend's), and writes whatever changed when [`SearchSettings::max_documents`] documents
+//! are waiting or [`SearchSettings::commit_interval`] has passed since the first of them,
+//! whichever comes first. Only then does it answer the lanes, so the runtime acknowledges an
+//! event only after the commit that contains it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use helpdesk_platform::event_log::{self, Cursor};
+use helpdesk_projections::{Applied, Projection, ProjectionError};
+use helpdesk_schemas::EventEnvelope;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::backend::{BackendError, SearchBackend};
+use crate::document::{Change, Folded, TicketDocument};
+
+/// The projection's name.
+pub const NAME: &str = "search";
+
+/// Commit cadence.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchSettings {
+    /// Write at the latest this long after the first unwritten change (default 200 ms).
+    pub commit_interval: Duration,
+    /// Write as soon as this many documents changed (default 1,000).
+    pub max_documents: usize,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            commit_interval: Duration::from_millis(200),
+            max_documents: 1000,
+        }
+    }
+}
+
+type Outcomes = Vec<Result<Applied, ProjectionError>>;
+
+enum Job {
+    Apply {
+        envelopes: Vec<EventEnvelope>,
+        reply: oneshot::Sender<Outcomes>,
+    },
+    /// Runs `work` between two writes, with no write of the live path in between.
+    Exclusive {
+        work: Box<dyn FnOnce() -> futures_like::BoxFuture + Send>,
+    },
+}
+
+/// A boxed future without pulling in the `futures` crate.
+mod futures_like {
+    pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+/// The read side of a search projection.
+#[derive(Clone)]
+pub struct SearchReader {
+    /// Where searches run.
+    pub backend: Arc<dyn SearchBackend>,
+    /// Changes every time the projection wrote a batch (for read-your-writes waits).
+    pub commits: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for SearchReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchReader")
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchReader {
+    /// A reader of a backend that another process writes (no commit signal: waits poll).
+    pub fn polling(backend: Arc<dyn SearchBackend>) -> Self {
+        let (_, commits) = watch::channel(0);
+        SearchReader { backend, commits }
+    }
+}
+
+/// The search projection, feeding one backend.
+#[derive(Clone)]
+pub struct SearchProjection {
+    name: String,
+    pool: PgPool,
+    backend: Arc<dyn SearchBackend>,
+    jobs: mpsc::Sender<Job>,
+    commits: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for SearchProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchProjection")
+            .field("name", &self.name)
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchProjection {
+    /// A projection into `backend`, its checkpoint row kept through `pool`. Spawns the
+    /// batcher task on the current runtime.
+    pub fn new(pool: PgPool, backend: Arc<dyn SearchBackend>, settings: SearchSettings) -> Self {
+        SearchProjection::named(pool, backend, settings, NAME)
+    }
+
+    /// The same projection under another name (tests run variants side by side).
+    pub fn named(
+        pool: PgPool,
+        backend: Arc<dyn SearchBackend>,
+        settings: SearchSettings,
+        name: &str,
+    ) -> Self {
+        let (jobs, receiver) = mpsc::channel(64);
+        let (commit_sender, commits) = watch::channel(0);
+        let batcher = Batcher {
+            backend: backend.clone(),
+            settings,
+            commits: commit_sender,
+            pending: HashMap::new(),
+            dirty: Default::default(),
+            waiting: Vec::new(),
+            checkpoint: None,
+        };
+        tokio::spawn(batcher.run(receiver));
+        SearchProjection {
+            name: name.to_owned(),
+            pool,
+            backend,
+            jobs,
+            commits,
+        }
+    }
+
+    /// The backend the projection writes to (and searches read from).
+    pub fn backend(&self) -> Arc<dyn SearchBackend> {
+        self.backend.clone()
+    }
+
+    /// What the query side needs: the backend, and a signal after every write.
+    pub fn reader(&self) -> SearchReader {
+        SearchReader {
+            backend: self.backend.clone(),
+            commits: self.commits.clone(),
+        }
+    }
+
+    /// Runs `work` while the live path is paused between two writes: the projection's own
+    /// unwritten changes are written first, and nothing else is written until `work` ends.
+    pub async fn exclusive<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let (sender, receiver) = oneshot::channel();
+        let job = Job::Exclusive {
+            work: Box::new(move || {
+                Box::pin(async move {
+                    let _ = sender.send(work.await);
+                })
+            }),
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| BackendError::Unavailable("the search batcher stopped".into()))?;
+        receiver
+            .await
+            .map_err(|_| BackendError::Unavailable("the search batcher stopped".into()))
+    }
+}
+
+#[async_trait]
+impl Projection for SearchProjection {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        self.apply_batch(std::slice::from_ref(envelope))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(ProjectionError::Transient("no outcome".into())))
+    }
+
+    async fn apply_batch(&self, envelopes: &[EventEnvelope]) -> Outcomes {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job::Apply {
+            envelopes: envelopes.to_vec(),
+            reply,
+        };
+        let stopped = || {
+            envelopes
+                .iter()
+                .map(|_| {
+                    Err(ProjectionError::Unavailable(
+                        "the search batcher stopped".into(),
+                    ))
+                })
+                .collect()
+        };
+        if self.jobs.send(job).await.is_err() {
+            return stopped();
+        }
+        outcome.await.unwrap_or_else(|_| stopped())
+    }
+
+    async fn reset(&self) -> Result<(), ProjectionError> {
+        self.backend.clear().await.map_err(projection_error)?;
+        sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
+            .bind(&self.name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
+        save_checkpoint(&self.pool, &self.name, position).await
+    }
+}
+
+/// Records the highest applied position of a projection (never moving it backwards).
+async fn save_checkpoint(pool: &PgPool, name: &str, position: i64) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE \
+            SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
+                updated_at = now()",
+    )
+    .bind(name)
+    .bind(position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn projection_error(error: BackendError) -> ProjectionError {
+    match error {
+        BackendError::Unavailable(reason) => ProjectionError::Unavailable(reason),
+        BackendError::Rejected(reason) => ProjectionError::Transient(reason),
+    }
+}
+
+/// Folds a batch of events onto the documents in `known` (filled from `backend` for ids it
+/// does not hold), returning the outcome per event. Changed documents stay in `known`, and
+/// their ids are added to `changed`.
+async fn fold_batch(
+    backend: &dyn SearchBackend,
+    known: &mut HashMap<String, TicketDocument>,
+    changed: &mut std::collections::HashSet<String>,
+    envelopes: &[EventEnvelope],
+) -> Outcomes {
+    let missing: Vec<String> = envelopes
+        .iter()
+        .filter(|e| e.aggregate_type == "Ticket" && !known.contains_key(&e.aggregate_id))
+        .map(|e| e.aggregate_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !missing.is_empty() {
+        match backend.get(&missing).await {
+            Ok(found) => known.extend(found),
+            Err(error) => {
+                let error = projection_error(error);
+                return envelopes.iter().map(|_| Err(error.clone())).collect();
+            }
+        }
+    }
+    envelopes
+        .iter()
+        .map(|envelope| {
+            if envelope.aggregate_type != "Ticket" {
+                return Ok(Applied::Duplicate);
+            }
+            let event = envelope
+                .ticket_event()
+                .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
+            let change = Change {
+                ticket_id: envelope.aggregate_id.clone(),
+                sequence: envelope.sequence,
+                global_position: envelope.global_position,
+                recorded_at: envelope.recorded_at,
+                event,
+            };
+            match TicketDocument::fold(known.get(&envelope.aggregate_id), change) {
+                Folded::Changed(document) => {
+                    changed.insert(document.id.clone());
+                    known.insert(document.id.clone(), *document);
+                    Ok(Applied::Applied)
+                }
+                Folded::Duplicate => Ok(Applied::Duplicate),
+                Folded::Gap { expected, got } => Err(ProjectionError::Gap { expected, got }),
+            }
+        })
+        .collect()
+}
+
+struct Batcher {
+    backend: Arc<dyn SearchBackend>,
+    settings: SearchSettings,
+    commits: watch::Sender<u64>,
+    /// Documents folded since the last write (and only those: the backend has the rest).
+    pending: HashMap<String, TicketDocument>,
+    /// The ids of the pending documents.
+    dirty: std::collections::HashSet<String>,
+    /// Answers to send once the pending documents are written.
+    waiting: Vec<(oneshot::Sender<Outcomes>, Outcomes)>,
+    /// The highest global position among pending changes.
+    checkpoint: Option<i64>,
+}
+
+impl Batcher {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let job = match deadline {
+                Some(at) => tokio::select! {
+                    job = jobs.recv() => job,
+                    () = tokio::time::sleep_until(at) => {
+                        self.flush().await;
+                        deadline = None;
+                        continue;
+                    }
+                },
+                None => jobs.recv().await,
+            };
+            let Some(job) = job else {
+                self.flush().await;
+                return;
+            };
+            match job {
+                Job::Apply { envelopes, reply } => {
+                    self.fold(&envelopes, reply).await;
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + self.settings.commit_interval);
+                    }
+                    if self.pending.len() >= self.settings.max_documents {
+                        self.flush().await;
+                        deadline = None;
+                    }
+                }
+                Job::Exclusive { work } => {
+                    self.flush().await;
+                    deadline = None;
+                    work().await;
+                }
+            }
+        }
+    }
+
+    async fn fold(&mut self, envelopes: &[EventEnvelope], reply: oneshot::Sender<Outcomes>) {
+        let outcomes = fold_batch(
+            self.backend.as_ref(),
+            &mut self.pending,
+            &mut self.dirty,
+            envelopes,
+        )
+        .await;
+        // `fold_batch` also caches documents it only read; keep just the changed ones
+        // pending, so the backend stays the source of everything already written.
+        self.pending.retain(|id, _| self.dirty.contains(id));
+        for (envelope, outcome) in envelopes.iter().zip(&outcomes) {
+            if matches!(outcome, Ok(Applied::Applied)) {
+                self.checkpoint = Some(self.checkpoint.map_or(envelope.global_position, |c| {
+                    c.max(envelope.global_position)
+                }));
+            }
+        }
+        self.waiting.push((reply, outcomes));
+    }
+
+    async fn flush(&mut self) {
+        if self.waiting.is_empty() && self.pending.is_empty() {
+            return;
+        }
+        self.dirty.clear();
+        let documents: Vec<TicketDocument> = self.pending.drain().map(|(_, d)| d).collect();
+        let written = if documents.is_empty() {
+            Ok(())
+        } else {
+            self.backend.write(documents, self.checkpoint.take()).await
+        };
+        let waiting = std::mem::take(&mut self.waiting);
+        match written {
+            Ok(()) => {
+                self.commits.send_modify(|count| *count += 1);
+                for (reply, outcomes) in waiting {
+                    let _ = reply.send(outcomes);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "search write failed; the batch will be redelivered");
+                let error = projection_error(error);
+                for (reply, outcomes) in waiting {
+                    let failed = outcomes
+                        .into_iter()
+                        .map(|outcome| match outcome {
+                            Ok(_) => Err(error.clone()),
+                            other => other,
+                        })
+                        .collect();
+                    let _ = reply.send(failed);
+                }
+            }
+        }
+    }
+}
+
+/// Replays the event store from `after` into `backend` (folding onto what it holds), in
+/// batches; returns the cursor of the last event replayed and the number of events.
+pub async fn replay(
+    pool: &PgPool,
+    backend: &dyn SearchBackend,
+    after: Cursor,
+    mut report: impl FnMut(u64),
+) -> Result<(Cursor, u64), ProjectionError> {
+    const BATCH: i64 = 2000;
+    let mut cursor = after;
+    let mut done = 0u64;
+    loop {
+        let batch = event_log::next_batch(pool, cursor, BATCH).await?;
+        let Some(last) = batch.last().map(|p| p.cursor) else {
+            return Ok((cursor, done));
+        };
+        let envelopes: Vec<EventEnvelope> = batch.into_iter().map(|p| p.envelope).collect();
+        let mut known = HashMap::new();
+        let mut changed = std::collections::HashSet::new();
+        let outcomes = fold_batch(backend, &mut known, &mut changed, &envelopes).await;
+        if let Some(Err(error)) = outcomes.into_iter().find(Result::is_err) {
+            // The store is read in order, so a gap here means an unreadable store.
+            return Err(error);
+        }
+        let documents = known
+            .into_iter()
+            .filter(|(id, _)| changed.contains(id))
+            .map(|(_, document)| document)
+            .collect();
+        backend
+            .write(documents, Some(last.position))
+            .await
+            .map_err(projection_error)?;
+        done += envelopes.len() as u64;
+        cursor = last;
+        report(done);
+    }
+}

@@ -1,0 +1,53 @@
+#![allow(clippy::unwrap_used)]
+//! The search conformance suite against both backends: tantivy always, Elasticsearch when
+//! `ELASTICSEARCH_URL` points at a cluster (`cargo test -p helpdesk-search -- --ignored`).
+
+use helpdesk_search::tantivy_backend::TantivyBackend;
+use helpdesk_search::{SearchBackend, conformance};
+
+#[tokio::test]
+async fn tantivy_answers_every_conformance_scenario() {
+    let directory = tempfile::tempdir().unwrap();
+    let backend = TantivyBackend::open(directory.path()).unwrap();
+    let failures = conformance::run(&backend).await;
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn tantivy_keeps_documents_and_checkpoint_across_a_reopen() {
+    let directory = tempfile::tempdir().unwrap();
+    {
+        let backend = TantivyBackend::open(directory.path()).unwrap();
+        assert!(conformance::run(&backend).await.is_empty());
+    }
+    let reopened = TantivyBackend::open(directory.path()).unwrap();
+    let found = reopened.get(&[conformance::ticket_id(3)]).await.unwrap();
+    assert_eq!(
+        found.get(&conformance::ticket_id(3)),
+        Some(&conformance::corpus()[2])
+    );
+    assert_eq!(reopened.checkpoint().unwrap(), Some(1008));
+}
+
+#[tokio::test]
+#[ignore = "needs a live cluster: set ELASTICSEARCH_URL and run with --ignored"]
+async fn elasticsearch_answers_every_conformance_scenario() {
+    let url = std::env::var("ELASTICSEARCH_URL")
+        .expect("ELASTICSEARCH_URL must point at an Elasticsearch cluster for this test");
+    let prefix = format!("conformance_{}", std::process::id());
+    let backend = helpdesk_search::elastic::ElasticBackend::connect(&url, &prefix)
+        .await
+        .unwrap();
+    let failures = conformance::run(&backend).await;
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
