@@ -10,6 +10,8 @@ use helpdesk_command_api::relay::{Relay, RelaySettings};
 use helpdesk_platform::AuthConfig;
 use helpdesk_platform::auth::{Claims, Verifier, mint};
 use helpdesk_schemas::EventEnvelope;
+use helpdesk_search::projection::{SearchProjection, SearchSettings};
+use helpdesk_search::rebuild::SearchIndex;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -32,6 +34,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// `HELPDESK_NATS_PREFIX` of this app: its stream is `<PREFIX>_EVENTS`.
     pub prefix: String,
+    /// The search projection and its tantivy directory, for apps spawned with search.
+    pub search: Option<(SearchProjection, SearchIndex, Arc<tempfile::TempDir>)>,
 }
 
 impl TestApp {
@@ -41,18 +45,62 @@ impl TestApp {
 
     /// Spawns with token settings (issuer, audience, agent scope).
     pub async fn spawn_with(auth: AuthConfig) -> TestApp {
+        TestApp::spawn_inner(auth, false).await
+    }
+
+    /// Spawns with a search index (tantivy in a temporary directory) served by the app; the
+    /// relay and the search projection run too, so commands become searchable.
+    pub async fn spawn_with_search(auth: AuthConfig) -> TestApp {
+        let app = TestApp::spawn_inner(auth, true).await;
+        app.start_relay();
+        let (projection, _, _) = app.search.clone().unwrap();
+        tokio::spawn(helpdesk_projections::runtime::run(
+            app.state.nats.clone(),
+            Arc::new(projection),
+            helpdesk_projections::runtime::RuntimeSettings::new(app.prefix.clone()),
+        ));
+        app
+    }
+
+    /// Spawns with a search index that nothing feeds (no relay, no projection).
+    pub async fn spawn_with_idle_search(auth: AuthConfig) -> TestApp {
+        TestApp::spawn_inner(auth, true).await
+    }
+
+    async fn spawn_inner(auth: AuthConfig, with_search: bool) -> TestApp {
         let database = helpdesk_platform::db::create_scratch_database(&server_url())
             .await
             .expect("create a scratch database");
         let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
         let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
         let verifier = Verifier::with_hs256_secret(SECRET, &auth);
-        let state = AppState::new(
+        let mut state = AppState::new(
             pool.clone(),
             nats,
             Duration::from_secs(24 * 3600),
             Arc::new(verifier),
         );
+        let search = if with_search {
+            let directory = Arc::new(tempfile::tempdir().unwrap());
+            let config = helpdesk_platform::SearchConfig {
+                index_dir: directory.path().to_owned(),
+                elasticsearch_url: None,
+                commit_interval: Duration::from_millis(50),
+            };
+            let index = SearchIndex::open(&config, "test").await.unwrap();
+            let projection = SearchProjection::new(
+                pool.clone(),
+                index.backend(),
+                SearchSettings {
+                    commit_interval: config.commit_interval,
+                    ..SearchSettings::default()
+                },
+            );
+            state = state.with_search(projection.reader());
+            Some((projection, index, directory))
+        } else {
+            None
+        };
         let (router, _) = helpdesk_command_api::app(state.clone(), helpdesk_query_api::routes());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -65,6 +113,7 @@ impl TestApp {
             state,
             client: reqwest::Client::new(),
             prefix,
+            search,
         }
     }
 

@@ -1,0 +1,483 @@
+//! Search end to end: commands through the API, the relay into the real NATS, the search
+//! projection into a tantivy index, and the search API reading it back, with `min_position`
+//! instead of sleeps.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use helpdesk_domain::ticket::{Channel, Priority, Status};
+use helpdesk_platform::AuthConfig;
+use helpdesk_search::TicketDocument;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{TestApp, expect_problem, sample_ticket};
+
+/// A word no other test uses, so a search for it finds only this test's tickets.
+fn unique_word(stem: &str) -> String {
+    format!("{stem}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Sends a command as `agent-1` and returns the global position it reports.
+async fn command(app: &TestApp, method: Method, path: &str, body: Value) -> (Value, i64) {
+    let response = app.send(method, path, body).await;
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let body: Value = response.json().await.unwrap();
+    let position = body["position"].as_i64().unwrap();
+    (body, position)
+}
+
+async fn open(app: &TestApp, ticket: Value) -> (String, i64) {
+    let (body, position) = command(app, Method::POST, "/api/v1/tickets", ticket).await;
+    (body["id"].as_str().unwrap().to_owned(), position)
+}
+
+/// Searches as `actor` (role `role`) and returns the body; asserts 200.
+async fn search_as(app: &TestApp, actor: &str, role: &str, query: &[(&str, String)]) -> Value {
+    let response = app
+        .as_actor(Method::GET, "/api/v1/tickets/search", actor, role)
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{query:?}");
+    response.json().await.unwrap()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_ticket_is_found_by_a_word_of_its_body_and_follows_its_status() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let word = unique_word("quokka");
+    let mut ticket = sample_ticket();
+    ticket["description"] = Value::from(format!("The {word} ate the toner."));
+    let (id, opened) = open(&app, ticket).await;
+
+    let found = search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[("q", word.clone()), ("min_position", opened.to_string())],
+    )
+    .await;
+    assert_eq!(ids(&found), vec![id.clone()]);
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["hits"][0]["status"], "new");
+    assert_eq!(found["hits"][0]["subject"], "Printer on fire");
+
+    let status = format!("/api/v1/tickets/{id}/status");
+    for (to, other) in [("open", "solved"), ("solved", "open")] {
+        let (_, position) = command(&app, Method::PUT, &status, json!({"status": to})).await;
+        let matching = search_as(
+            &app,
+            "agent-1",
+            "agent",
+            &[
+                ("q", format!("{word} status:{to}")),
+                ("min_position", position.to_string()),
+            ],
+        )
+        .await;
+        assert_eq!(ids(&matching), vec![id.clone()], "status:{to}");
+        let other = search_as(
+            &app,
+            "agent-1",
+            "agent",
+            &[("q", format!("{word} status:{other}"))],
+        )
+        .await;
+        assert!(ids(&other).is_empty(), "status:{other} after becoming {to}");
+    }
+}
+
+#[tokio::test]
+async fn customers_find_only_their_own_tickets_and_never_by_internal_notes() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let (secret, public) = (unique_word("secret"), unique_word("public"));
+    let (own, _) = open(&app, sample_ticket()).await;
+    let mut others = sample_ticket();
+    others["requester"]["customer_id"] = Value::from("cust-2");
+    others["description"] = Value::from(format!("{public} and more"));
+    let (other, _) = open(&app, others).await;
+    let notes = format!("/api/v1/tickets/{own}/interactions");
+    command(
+        &app,
+        Method::POST,
+        &notes,
+        json!({"body": format!("{secret} account flagged"), "visibility": "internal"}),
+    )
+    .await;
+    let (_, last) = command(
+        &app,
+        Method::POST,
+        &notes,
+        json!({"body": format!("we replied {public}")}),
+    )
+    .await;
+    let wait = ("min_position", last.to_string());
+
+    let everything = search_as(&app, "cust-1", "customer", &[wait.clone()]).await;
+    assert_eq!(ids(&everything), vec![own.clone()]);
+    assert_eq!(everything["total"], 1);
+    assert_eq!(
+        everything["facets"]["status"],
+        json!([{"value": "new", "count": 1}])
+    );
+    let by_public_word = search_as(&app, "cust-1", "customer", &[("q", public.clone())]).await;
+    assert_eq!(
+        ids(&by_public_word),
+        vec![own.clone()],
+        "the other customer's match is hidden"
+    );
+    let by_note = search_as(&app, "cust-1", "customer", &[("q", secret.clone())]).await;
+    assert!(
+        ids(&by_note).is_empty(),
+        "internal notes are not searchable by customers"
+    );
+
+    let agent = search_as(&app, "agent-1", "agent", &[("q", secret)]).await;
+    assert_eq!(ids(&agent), vec![own.clone()]);
+    let agent_public = search_as(&app, "agent-1", "agent", &[("q", public)]).await;
+    let mut both = vec![own, other];
+    let mut found = ids(&agent_public);
+    both.sort();
+    found.sort();
+    assert_eq!(found, both);
+}
+
+#[tokio::test]
+async fn a_malformed_search_is_a_clear_client_error_never_a_500() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let cases: Vec<(Vec<(&str, &str)>, StatusCode, &str)> = vec![
+        (
+            vec![("q", "status:bogus")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-query",
+        ),
+        (
+            vec![("q", "refund \"never closed")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-query",
+        ),
+        (
+            vec![("q", "created>yesterday")],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-query",
+        ),
+        (
+            vec![("sort", "subject")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("cursor", "garbage")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("cursor", "-updated_at~1~2"), ("sort", "priority")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("limit", "0")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("limit", "101")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("limit", "many")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("min_position", "-3")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+        (
+            vec![("min_position", "x")],
+            StatusCode::BAD_REQUEST,
+            "invalid-parameter",
+        ),
+    ];
+    for (query, status, slug) in cases {
+        let response = app
+            .request(Method::GET, "/api/v1/tickets/search")
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        let problem = expect_problem(response, status, slug).await;
+        if slug == "invalid-query" {
+            assert!(problem["position"].is_u64(), "{query:?}: {problem}");
+        }
+    }
+    let response = app
+        .request(Method::GET, "/api/v1/tickets/search")
+        .query(&[("q", "priority:high status:nope")])
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-query").await;
+    assert_eq!(
+        problem["position"], 21,
+        "points at the bad value: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_position_the_index_never_reaches_is_503_with_retry_after() {
+    // Search is served, but no projection feeds it.
+    let app = TestApp::spawn_with_idle_search(AuthConfig::default()).await;
+    let (_, position) = open(&app, sample_ticket()).await;
+    let response = app
+        .request(Method::GET, "/api/v1/tickets/search")
+        .query(&[("min_position", position.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    expect_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-yet-consistent",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn my_queue_lists_what_is_assigned_to_me_open_states_first() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let (first, _) = open(&app, sample_ticket()).await;
+    let (second, _) = open(&app, sample_ticket()).await;
+    let (someone_elses, _) = open(&app, sample_ticket()).await;
+    for (id, assignee) in [
+        (&first, "agent-1"),
+        (&second, "agent-1"),
+        (&someone_elses, "agent-2"),
+    ] {
+        command(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/tickets/{id}/assign"),
+            json!({"assignee": assignee}),
+        )
+        .await;
+    }
+    let (_, last) = command(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/tickets/{first}/status"),
+        json!({"status": "solved"}),
+    )
+    .await;
+    let response = app
+        .request(Method::GET, "/api/v1/agents/me/tickets")
+        .query(&[("min_position", last.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let queue: Value = response.json().await.unwrap();
+    assert_eq!(ids(&queue), vec![second, first], "new before solved");
+    assert_eq!(queue["hits"][1]["status"], "solved");
+}
+
+/// `n` documents matching `tags:bulk`, 40 to each `updated_at` value so that most of the
+/// order comes from the tie-breaker.
+fn bulk_documents(n: usize) -> Vec<TicketDocument> {
+    let base: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    (0..n)
+        .map(|i| {
+            let at = base + Span::seconds((i / 40) as i64);
+            TicketDocument {
+                id: format!("bulk-{i:06}"),
+                subject: format!("bulk ticket {i}"),
+                description: String::new(),
+                public_text: String::new(),
+                internal_text: String::new(),
+                status: Status::Open,
+                priority: Priority::Normal,
+                channel: Channel::Email,
+                requester_id: "cust-bulk".into(),
+                requester_name: None,
+                requester_email: None,
+                assignee: None,
+                group: None,
+                tags: vec!["bulk".into()],
+                created_at: at,
+                updated_at: at,
+                solved_at: None,
+                reply_count: 0,
+                last_sequence: 1,
+                last_position: i as i64 + 1,
+                // Interleaved so the tie-breaker order differs from the id order.
+                opened_position: ((i * 7919) % n) as i64 + 1,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn paging_through_25_000_matches_returns_each_exactly_once_in_order() {
+    const TOTAL: usize = 25_000;
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let (_, index, _) = app.search.clone().unwrap();
+    let documents = bulk_documents(TOTAL);
+    for chunk in documents.chunks(5_000) {
+        index.backend().write(chunk.to_vec(), None).await.unwrap();
+    }
+    let mut expected = documents.clone();
+    expected.sort_by_key(|d| (std::cmp::Reverse(d.updated_at), d.opened_position));
+    let expected: Vec<String> = expected.into_iter().map(|d| d.id).collect();
+
+    let mut seen = Vec::with_capacity(TOTAL);
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("q", "tags:bulk".to_owned()), ("limit", "100".to_owned())];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        let page = search_as(&app, "agent-1", "agent", &query).await;
+        assert_eq!(page["total"], TOTAL);
+        seen.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), TOTAL);
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        TOTAL,
+        "no ticket twice"
+    );
+    assert!(
+        seen == expected,
+        "pages follow -updated_at, then creation order"
+    );
+}
+
+/// The answers to a fixed set of queries, as the API gives them.
+async fn answers(app: &TestApp, word: &str) -> Vec<Value> {
+    let queries = [
+        word.to_owned(),
+        format!("{word} status<solved"),
+        format!("{word} priority>normal"),
+        format!("{word} tags:vip -tags:spam"),
+        format!("{word} assignee:none"),
+        format!("{word} assignee:agent-2"),
+        format!("{word} \"toner cartridge\""),
+        format!("{word} created>2020-01-01"),
+    ];
+    let mut all = Vec::new();
+    for q in queries {
+        for sort in ["-updated_at", "priority", "created_at"] {
+            let mut page = search_as(
+                app,
+                "agent-1",
+                "agent",
+                &[
+                    ("q", q.clone()),
+                    ("sort", sort.to_owned()),
+                    ("limit", "100".to_owned()),
+                ],
+            )
+            .await;
+            page.as_object_mut().unwrap().remove("next");
+            all.push(page);
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn a_rebuilt_index_answers_exactly_as_the_live_one_did() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let word = unique_word("replay");
+    let mut last = 0;
+    for i in 0..30 {
+        let mut ticket = sample_ticket();
+        ticket["description"] = Value::from(format!("{word} toner cartridge {i}"));
+        ticket["priority"] = Value::from(["low", "normal", "high", "urgent"][i % 4]);
+        ticket["tags"] = json!(
+            [
+                json!(["vip"]),
+                json!(["spam"]),
+                json!(["vip", "spam"]),
+                json!([])
+            ][i % 4]
+        );
+        let (id, position) = open(&app, ticket).await;
+        last = position;
+        if i % 3 == 0 {
+            let path = format!("/api/v1/tickets/{id}/assign");
+            (_, last) = command(&app, Method::PUT, &path, json!({"assignee": "agent-2"})).await;
+        }
+        if i % 2 == 0 {
+            let path = format!("/api/v1/tickets/{id}/interactions");
+            (_, last) = command(&app, Method::POST, &path, json!({"body": "on its way"})).await;
+        }
+        if i % 5 == 0 {
+            let path = format!("/api/v1/tickets/{id}/status");
+            (_, last) = command(&app, Method::PUT, &path, json!({"status": "solved"})).await;
+        }
+    }
+    search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[("min_position", last.to_string())],
+    )
+    .await;
+    let before = answers(&app, &word).await;
+    assert_eq!(before[0]["total"], 30);
+
+    let (projection, index, _) = app.search.clone().unwrap();
+    let helpdesk_search::rebuild::SearchIndex::Tantivy(tantivy) = &index else {
+        panic!("the test app runs tantivy");
+    };
+    assert_eq!(tantivy.generation_number().unwrap(), 1);
+    let replayed = helpdesk_search::rebuild::rebuild(&app.pool, &index, Some(&projection), |_| {})
+        .await
+        .unwrap();
+    assert!(replayed >= app.event_count().await as u64);
+    assert_eq!(tantivy.generation_number().unwrap(), 2);
+    assert_eq!(answers(&app, &word).await, before);
+
+    // The live path writes into the new generation.
+    let mut ticket = sample_ticket();
+    ticket["description"] = Value::from(format!("{word} after the rebuild"));
+    let (id, position) = open(&app, ticket).await;
+    let found = search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[
+            ("q", format!("{word} rebuild")),
+            ("min_position", position.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(ids(&found), vec![id]);
+}
