@@ -337,12 +337,17 @@ async fn wait_for_position(
         if reflects(pool, reader, position).await? {
             return Ok(());
         }
-        let poll = Duration::from_millis(25);
+        // Woken by the projection's commits when it runs in this process; the poll covers a
+        // projector elsewhere (and a missed wake-up).
+        let poll = if commits.has_changed().is_ok() {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_millis(25)
+        };
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => return Err(QueryError::NotYetReflected),
             changed = commits.changed() => {
                 if changed.is_err() {
-                    // No signal from this reader's writer: poll.
                     tokio::time::sleep(poll).await;
                 }
             }

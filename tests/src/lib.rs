@@ -45,6 +45,8 @@ pub struct Product {
     nats: String,
     prefix: String,
     child: Child,
+    /// Its `HELPDESK_DATA_DIR` (the search index), removed when the product is dropped.
+    _data_dir: tempfile::TempDir,
 }
 
 impl Product {
@@ -64,10 +66,12 @@ impl Product {
         };
         let nats = setting("NATS_URL", nats_url());
         let prefix = setting("HELPDESK_NATS_PREFIX", unique_prefix());
+        let data_dir = tempfile::tempdir().expect("a data directory");
         let mut command = Command::new(helpdesk_binary());
         command
             .env("NATS_URL", &nats)
             .env("HELPDESK_NATS_PREFIX", &prefix)
+            .env("HELPDESK_DATA_DIR", data_dir.path())
             .env("RUST_LOG", "warn");
         for (name, value) in env {
             command.env(name, value);
@@ -102,6 +106,7 @@ impl Product {
             nats,
             prefix,
             child,
+            _data_dir: data_dir,
         }
     }
 

@@ -84,6 +84,23 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
         let answer = send(&client, method, format!("{ticket}/{path}"), actor, body).await;
         positions.push(answer["position"].as_i64().unwrap());
     }
+    // The search index of `up` reflects the last step once asked to wait for it.
+    let found: Value = client
+        .get(format!("{}/api/v1/tickets/search", product.url))
+        .bearer_auth(&agent)
+        .query(&[
+            ("q", "morning status:solved assignee:me".to_owned()),
+            ("min_position", positions[4].to_string()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["hits"][0]["id"], id.as_str());
+    assert_eq!(found["hits"][0]["reply_count"], 2);
     product.stop().await;
 
     let pool = helpdesk_platform::db::connect(&database, 2).await.unwrap();
