@@ -129,9 +129,9 @@ async fn customers_find_only_their_own_tickets_and_never_by_internal_notes() {
         json!({"body": format!("we replied {public}")}),
     )
     .await;
-    let wait = ("min_position", last.to_string());
+    let wait = [("min_position", last.to_string())];
 
-    let everything = search_as(&app, "cust-1", "customer", &[wait.clone()]).await;
+    let everything = search_as(&app, "cust-1", "customer", &wait).await;
     assert_eq!(ids(&everything), vec![own.clone()]);
     assert_eq!(everything["total"], 1);
     assert_eq!(
@@ -163,7 +163,8 @@ async fn customers_find_only_their_own_tickets_and_never_by_internal_notes() {
 #[tokio::test]
 async fn a_malformed_search_is_a_clear_client_error_never_a_500() {
     let app = TestApp::spawn_with_search(AuthConfig::default()).await;
-    let cases: Vec<(Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    type Case = (Vec<(&'static str, &'static str)>, StatusCode, &'static str);
+    let cases: Vec<Case> = vec![
         (
             vec![("q", "status:bogus")],
             StatusCode::UNPROCESSABLE_ENTITY,
