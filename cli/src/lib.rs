@@ -14,6 +14,7 @@ use helpdesk_platform::{Config, db, nats, telemetry};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
+use helpdesk_search::SearchBackend;
 use helpdesk_search::projection::{self as search, SearchProjection, SearchSettings};
 use helpdesk_search::rebuild::{self as search_rebuild, RebuildStep, SearchIndex};
 
@@ -142,11 +143,49 @@ async fn search_projection(
         commit_interval: config.search.commit_interval,
         ..SearchSettings::default()
     };
+    if let SearchIndex::Tantivy(tantivy) = &index
+        && tantivy.checkpoint()?.is_none()
+    {
+        // A new (or lost) index: the consumer may have acknowledged history long ago, so
+        // fill it from the event store beside the live projector (versioned writes make the
+        // overlap harmless).
+        tokio::spawn(backfill(pool.clone(), index.backend()));
+    }
     Ok(SearchProjection::new(
         pool.clone(),
         index.backend(),
         settings,
     ))
+}
+
+/// Replays the whole event store into an index that has never been written.
+async fn backfill(pool: sqlx::PgPool, backend: Arc<dyn SearchBackend>) {
+    let started = std::time::Instant::now();
+    match search::replay(&pool, backend.as_ref(), Default::default(), |_| {}).await {
+        Ok((_, 0)) => {}
+        Ok((_, replayed)) => tracing::info!(
+            replayed,
+            seconds = started.elapsed().as_secs_f64(),
+            "filled the new search index from the event store"
+        ),
+        Err(error) => tracing::error!(
+            %error,
+            "could not fill the new search index; run `helpdesk projections rebuild search`"
+        ),
+    }
+}
+
+/// A projection by name, search included.
+async fn any_projection_named(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    name: &str,
+) -> Result<Arc<dyn Projection>, StartError> {
+    if name == search::NAME {
+        Ok(Arc::new(search_projection(config, pool).await?))
+    } else {
+        projection_named(pool, name)
+    }
 }
 
 /// Every projection the product runs besides search (which needs its index opened first).
@@ -158,9 +197,14 @@ pub fn projections(pool: &sqlx::PgPool) -> Vec<Arc<dyn Projection>> {
 fn projection_named(pool: &sqlx::PgPool, name: &str) -> Result<Arc<dyn Projection>, StartError> {
     let all = projections(pool);
     let known: Vec<String> = all.iter().map(|p| p.name().to_owned()).collect();
-    all.into_iter()
-        .find(|p| p.name() == name)
-        .ok_or_else(|| format!("no projection {name:?}; known: {}", known.join(", ")).into())
+    all.into_iter().find(|p| p.name() == name).ok_or_else(|| {
+        format!(
+            "no projection {name:?}; known: {}, {}",
+            known.join(", "),
+            search::NAME
+        )
+        .into()
+    })
 }
 
 fn runtime_settings(config: &Config) -> RuntimeSettings {
@@ -174,11 +218,7 @@ fn runtime_settings(config: &Config) -> RuntimeSettings {
 /// one writer, `helpdesk up`).
 pub async fn project(config: Config, name: &str) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
-    let projection: Arc<dyn Projection> = if name == search::NAME {
-        Arc::new(search_projection(&config, &pool).await?)
-    } else {
-        projection_named(&pool, name)?
-    };
+    let projection = any_projection_named(&config, &pool, name).await?;
     let nats = nats::connect(&config.nats_url).await?;
     announce(&format!("projecting {name}\n"));
     tokio::select! {
@@ -259,7 +299,7 @@ pub async fn list_dead_letters(config: Config, name: &str) -> Result<(), StartEr
 /// removed.
 pub async fn redrive_dead_letters(config: Config, name: &str) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
-    let projection = projection_named(&pool, name)?;
+    let projection = any_projection_named(&config, &pool, name).await?;
     let nats = nats::connect(&config.nats_url).await?;
     let report = dead_letters::redrive(&nats, &config.nats_prefix, projection.as_ref()).await?;
     let mut text = format!(

@@ -152,6 +152,7 @@ async fn customers_find_only_their_own_tickets_and_never_by_internal_notes() {
 
     let agent = search_as(&app, "agent-1", "agent", &[("q", secret)]).await;
     assert_eq!(ids(&agent), vec![own.clone()]);
+    assert_eq!(agent["hits"][0]["reply_count"], 2);
     let agent_public = search_as(&app, "agent-1", "agent", &[("q", public)]).await;
     let mut both = vec![own, other];
     let mut found = ids(&agent_public);
@@ -330,6 +331,7 @@ fn bulk_documents(n: usize) -> Vec<TicketDocument> {
                 updated_at: at,
                 solved_at: None,
                 reply_count: 0,
+                public_reply_count: 0,
                 last_sequence: 1,
                 last_position: i as i64 + 1,
                 // Interleaved so the tie-breaker order differs from the id order.

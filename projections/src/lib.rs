@@ -57,6 +57,11 @@ impl From<sqlx::Error> for ProjectionError {
     }
 }
 
+/// The outcomes of a submitted batch, per event, once they are durable.
+pub type Settling = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Vec<Result<Applied, ProjectionError>>> + Send>,
+>;
+
 /// A read model fed by events.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
@@ -80,6 +85,15 @@ pub trait Projection: Send + Sync + 'static {
             outcomes.push(self.apply(envelope).await);
         }
         outcomes
+    }
+
+    /// Hands a batch over and returns what resolves to its outcomes once they are durable.
+    /// A projection that commits in batches returns as soon as the events are staged, so the
+    /// runtime can hand over the next batch while this one waits for its commit (events of
+    /// one aggregate still arrive in order). By default the batch is applied at once.
+    async fn submit_batch(&self, envelopes: &[EventEnvelope]) -> Settling {
+        let outcomes = self.apply_batch(envelopes).await;
+        Box::pin(std::future::ready(outcomes))
     }
 
     /// Empties the read model (before a rebuild).

@@ -87,6 +87,8 @@ pub async fn run(
 const LANES: usize = 8;
 /// Most messages one lane hands the projection at once.
 const LANE_BATCH: usize = 256;
+/// Batches of one lane that may wait for their commit at the same time.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 async fn consume(
     js: &jetstream::Context,
@@ -122,22 +124,33 @@ async fn consume(
             let applied_up_to = applied_up_to.clone();
             lanes.spawn(async move {
                 let mut batch = Vec::with_capacity(LANE_BATCH);
+                let mut settling = tokio::task::JoinSet::new();
                 while receiver.recv_many(&mut batch, LANE_BATCH).await > 0 {
-                    let handled =
-                        handle_batch(&js, projection.as_ref(), &settings, std::mem::take(&mut batch))
-                            .await;
-                    for outcome in handled {
-                        match outcome {
-                            Ok(Some(position)) => {
-                                applied_up_to.fetch_max(position, Ordering::Relaxed);
-                            }
-                            Ok(None) => {}
-                            // Unacknowledged: the server redelivers it after the ack wait.
-                            Err(error) => {
-                                tracing::warn!(projection = projection.name(), %error, "could not settle an event");
+                    let messages = std::mem::take(&mut batch);
+                    let submitted = submit_batch(projection.as_ref(), messages).await;
+                    let (js, projection, settings) =
+                        (js.clone(), projection.clone(), settings.clone());
+                    let applied_up_to = applied_up_to.clone();
+                    settling.spawn(async move {
+                        let handled =
+                            settle_batch(&js, projection.as_ref(), &settings, submitted).await;
+                        for outcome in handled {
+                            match outcome {
+                                Ok(Some(position)) => {
+                                    applied_up_to.fetch_max(position, Ordering::Relaxed);
+                                }
+                                Ok(None) => {}
+                                // Unacknowledged: the server redelivers it after the ack wait.
+                                Err(error) => {
+                                    tracing::warn!(projection = projection.name(), %error, "could not settle an event");
+                                }
                             }
                         }
+                    });
+                    while settling.len() >= BATCHES_IN_FLIGHT {
+                        settling.join_next().await;
                     }
+                    while settling.try_join_next().is_some() {}
                 }
             });
             sender
@@ -188,43 +201,57 @@ fn lane_of(subject: &str) -> usize {
     (hasher.finish() % LANES as u64) as usize
 }
 
-/// Applies the messages one lane had waiting, in order, and settles each; returns, per
-/// message, the global position when it was applied.
-async fn handle_batch(
+/// A lane's batch handed to the projection, waiting for its outcomes.
+struct Submitted {
+    messages: Vec<jetstream::Message>,
+    /// Per message: the envelope's position, or why it could not even be read.
+    read: Vec<Result<i64, ProjectionError>>,
+    outcomes: crate::Settling,
+}
+
+/// Hands the readable messages of a lane's batch to the projection, in order.
+async fn submit_batch(projection: &dyn Projection, messages: Vec<jetstream::Message>) -> Submitted {
+    let mut readable = Vec::with_capacity(messages.len());
+    let read = messages
+        .iter()
+        .map(
+            |message| match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+                Ok(envelope) => {
+                    let position = envelope.global_position;
+                    readable.push(envelope);
+                    Ok(position)
+                }
+                Err(error) => Err(ProjectionError::Permanent(format!(
+                    "not an event envelope: {error}"
+                ))),
+            },
+        )
+        .collect();
+    let outcomes = projection.submit_batch(&readable).await;
+    Submitted {
+        messages,
+        read,
+        outcomes,
+    }
+}
+
+/// Waits for a submitted batch's outcomes and settles each message; returns, per message, the
+/// global position when it was applied.
+async fn settle_batch(
     js: &jetstream::Context,
     projection: &dyn Projection,
     settings: &RuntimeSettings,
-    messages: Vec<jetstream::Message>,
+    submitted: Submitted,
 ) -> Vec<Result<Option<i64>, String>> {
-    let mut readable = Vec::with_capacity(messages.len());
-    let mut outcomes: Vec<Option<Result<i64, ProjectionError>>> =
-        Vec::with_capacity(messages.len());
-    for message in &messages {
-        match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-            Ok(envelope) => {
-                readable.push(envelope);
-                outcomes.push(None);
-            }
-            Err(error) => outcomes.push(Some(Err(ProjectionError::Permanent(format!(
-                "not an event envelope: {error}"
-            ))))),
-        }
-    }
-    let mut applied = projection.apply_batch(&readable).await.into_iter();
-    let mut envelopes = readable.iter();
-    for outcome in outcomes.iter_mut().filter(|outcome| outcome.is_none()) {
-        let position = envelopes.next().map_or(0, |e| e.global_position);
-        *outcome = Some(match applied.next() {
+    let mut applied = submitted.outcomes.await.into_iter();
+    let mut settled = Vec::with_capacity(submitted.messages.len());
+    for (message, read) in submitted.messages.into_iter().zip(submitted.read) {
+        let outcome = read.and_then(|position| match applied.next() {
             Some(result) => result.map(|_| position),
             None => Err(ProjectionError::Transient(
                 "the projection answered for fewer events than it was given".into(),
             )),
         });
-    }
-    let mut settled = Vec::with_capacity(messages.len());
-    for (message, outcome) in messages.into_iter().zip(outcomes) {
-        let outcome =
-            outcome.unwrap_or_else(|| Err(ProjectionError::Transient("no outcome".into())));
         settled.push(settle(js, projection, settings, message, outcome).await);
     }
     settled

@@ -19,8 +19,8 @@ pub enum QueryError {
     /// The read model has not reached the requested `min_position` in time.
     #[error("the read model has not caught up with min_position yet; retry shortly")]
     NotYetReflected,
-    /// This process serves no search index.
-    #[error("search is not running in this process")]
+    /// This process serves no search index, or the index cannot be reached.
+    #[error("search is not available right now; retry shortly")]
     SearchNotRunning,
     /// The caller's role may not read this.
     #[error("your role may not read this")]

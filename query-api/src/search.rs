@@ -19,7 +19,8 @@ use helpdesk_platform::problem::Problem;
 use helpdesk_search::parse::parse;
 use helpdesk_search::projection::SearchReader;
 use helpdesk_search::{
-    Clause, Condition, Cursor, FacetCount, ParseContext, Scope, SearchRequest, Sort, TicketDocument,
+    BackendError, Clause, Condition, Cursor, FacetCount, ParseContext, Scope, SearchRequest, Sort,
+    TicketDocument,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -82,12 +83,19 @@ pub struct TicketHit {
     pub updated_at: DateTime<Utc>,
     /// When the ticket was last solved (kept once closed; cleared when reopened).
     pub solved_at: Option<DateTime<Utc>>,
-    /// Public replies and internal notes.
+    /// Replies: public ones and internal notes for staff and auditors, public ones only for
+    /// customers.
     pub reply_count: u64,
 }
 
-impl From<TicketDocument> for TicketHit {
-    fn from(document: TicketDocument) -> Self {
+impl TicketHit {
+    /// The hit as `principal` may see it.
+    fn of(document: TicketDocument, principal: &Principal) -> Self {
+        let reply_count = if access::sees_internal_notes(principal) {
+            document.reply_count
+        } else {
+            document.public_reply_count
+        };
         TicketHit {
             id: document.id,
             version: u64::try_from(document.last_sequence).unwrap_or_default(),
@@ -106,7 +114,7 @@ impl From<TicketDocument> for TicketHit {
             created_at: document.created_at,
             updated_at: document.updated_at,
             solved_at: document.solved_at,
-            reply_count: document.reply_count,
+            reply_count,
         }
     }
 }
@@ -205,7 +213,7 @@ where
         limit: limit(params.limit)?,
     };
     wait_for_position(&PgPool::from_ref(&state), &reader, params.min_position).await?;
-    run(&reader, &request).await.map(Json)
+    run(&reader, &request, &principal).await.map(Json)
 }
 
 /// Tickets assigned to me.
@@ -262,7 +270,7 @@ where
         limit: limit(params.limit)?,
     };
     wait_for_position(&PgPool::from_ref(&state), &reader, params.min_position).await?;
-    run(&reader, &request).await.map(Json)
+    run(&reader, &request, &principal).await.map(Json)
 }
 
 /// The tickets a principal may find at all.
@@ -295,14 +303,22 @@ fn limit(raw: Option<usize>) -> Result<usize, QueryError> {
     }
 }
 
-async fn run(reader: &SearchReader, request: &SearchRequest) -> Result<SearchPage, QueryError> {
+async fn run(
+    reader: &SearchReader,
+    request: &SearchRequest,
+    principal: &Principal,
+) -> Result<SearchPage, QueryError> {
     let results = reader
         .backend
         .search(request)
         .await
-        .map_err(QueryError::internal)?;
+        .map_err(backend_error)?;
     Ok(SearchPage {
-        hits: results.hits.into_iter().map(TicketHit::from).collect(),
+        hits: results
+            .hits
+            .into_iter()
+            .map(|document| TicketHit::of(document, principal))
+            .collect(),
         total: results.total,
         facets: results
             .facets
@@ -312,6 +328,17 @@ async fn run(reader: &SearchReader, request: &SearchRequest) -> Result<SearchPag
         next: results.next.map(|next| next.encode(&request.sort)),
         sort: request.sort.as_string(),
     })
+}
+
+/// An unreachable backend is a 503 (retry later); a refused request is our bug (500).
+fn backend_error(error: BackendError) -> QueryError {
+    match error {
+        BackendError::Unavailable(reason) => {
+            tracing::warn!(%reason, "search backend unavailable");
+            QueryError::SearchNotRunning
+        }
+        BackendError::Rejected(_) => QueryError::internal(error),
+    }
 }
 
 /// Waits until the search index reflects the event at `position`: the document of its ticket
@@ -379,7 +406,7 @@ async fn reflects(pool: &PgPool, reader: &SearchReader, position: i64) -> Result
         .backend
         .get(std::slice::from_ref(&ticket_id))
         .await
-        .map_err(QueryError::internal)?;
+        .map_err(backend_error)?;
     Ok(found
         .get(&ticket_id)
         .is_some_and(|document| document.last_sequence >= sequence))

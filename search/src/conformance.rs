@@ -216,6 +216,7 @@ pub fn corpus() -> Vec<TicketDocument> {
                 solved_at: spec.solved.map(at),
                 reply_count: u64::from(!spec.public_text.is_empty())
                     + u64::from(!spec.internal_text.is_empty()),
+                public_reply_count: u64::from(!spec.public_text.is_empty()),
                 last_sequence: 5,
                 last_position: 1000 + n as i64,
                 opened_position: n as i64 * 10,

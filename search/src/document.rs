@@ -36,6 +36,9 @@ pub struct TicketDocument {
     pub solved_at: Option<DateTime<Utc>>,
     /// Public replies and internal notes.
     pub reply_count: u64,
+    /// Public replies only (what a customer may count).
+    #[serde(default)]
+    pub public_reply_count: u64,
     /// The sequence of the last applied event: the document's version.
     pub last_sequence: i64,
     /// The global position of the last applied event.
@@ -103,6 +106,7 @@ impl TicketDocument {
                     updated_at: change.recorded_at,
                     solved_at: None,
                     reply_count: 0,
+                    public_reply_count: 0,
                     last_sequence: change.sequence,
                     last_position: change.global_position,
                     opened_position: change.global_position,
@@ -157,6 +161,9 @@ impl TicketDocument {
                 }
                 text.push_str(&e.body);
                 self.reply_count += 1;
+                if e.visibility == Visibility::Public {
+                    self.public_reply_count += 1;
+                }
             }
         }
     }

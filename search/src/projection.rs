@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use helpdesk_platform::event_log::{self, Cursor};
-use helpdesk_projections::{Applied, Projection, ProjectionError};
+use helpdesk_projections::{Applied, Projection, ProjectionError, Settling};
 use helpdesk_schemas::EventEnvelope;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -192,14 +192,18 @@ impl Projection for SearchProjection {
     }
 
     async fn apply_batch(&self, envelopes: &[EventEnvelope]) -> Outcomes {
+        self.submit_batch(envelopes).await.await
+    }
+
+    async fn submit_batch(&self, envelopes: &[EventEnvelope]) -> Settling {
         let (reply, outcome) = oneshot::channel();
         let job = Job::Apply {
             envelopes: envelopes.to_vec(),
             reply,
         };
-        let stopped = || {
-            envelopes
-                .iter()
+        let count = envelopes.len();
+        let stopped = move || -> Outcomes {
+            (0..count)
                 .map(|_| {
                     Err(ProjectionError::Unavailable(
                         "the search batcher stopped".into(),
@@ -208,9 +212,9 @@ impl Projection for SearchProjection {
                 .collect()
         };
         if self.jobs.send(job).await.is_err() {
-            return stopped();
+            return Box::pin(std::future::ready(stopped()));
         }
-        outcome.await.unwrap_or_else(|_| stopped())
+        Box::pin(async move { outcome.await.unwrap_or_else(|_| stopped()) })
     }
 
     async fn reset(&self) -> Result<(), ProjectionError> {

@@ -151,6 +151,11 @@ impl Product {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Its `HELPDESK_NATS_PREFIX`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Stops the process and deletes its stream, if one is left.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -255,3 +255,84 @@ async fn up_projects_tickets_and_the_cli_rebuilds_the_same_summary() {
     assert!(output.starts_with("0 dead letters"), "{output}");
     product.stop().await;
 }
+
+#[tokio::test]
+async fn a_lost_search_index_is_refilled_from_the_event_store_when_up_starts() {
+    let database = helpdesk_platform::db::scratch_database_url(&postgres_server_url())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let word = format!("axolotl{}", uuid::Uuid::new_v4().simple());
+    let first = Product::start(database.expose()).await;
+    let agent = first.token("agent", "agent-7").await;
+    let opened = send(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/api/v1/tickets", first.url),
+        &agent,
+        json!({"subject": "Lost index", "description": format!("the {word} is missing"),
+               "channel": "web", "requester": {"customer_id": "cust-42"}}),
+    )
+    .await;
+    let position = opened["position"].as_i64().unwrap().to_string();
+    let prefix = first.prefix().to_owned();
+    // Searchable, and its message acknowledged by the search consumer: the stream will not
+    // deliver it again.
+    let found: Value = client
+        .get(format!("{}/api/v1/tickets/search", first.url))
+        .bearer_auth(&agent)
+        .query(&[("q", word.as_str()), ("min_position", position.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    wait_until_acknowledged(&prefix, "search").await;
+    // Killed, stream kept: the data directory (the index) is gone with the first product.
+    drop(first);
+
+    // A new product on the same database and prefix, with an empty data directory (a lost
+    // index).
+    let second = Product::start_with(database.expose(), &[("HELPDESK_NATS_PREFIX", &prefix)]).await;
+    let agent = second.token("agent", "agent-7").await;
+    let found: Value = client
+        .get(format!("{}/api/v1/tickets/search", second.url))
+        .bearer_auth(&agent)
+        .query(&[("q", word.as_str()), ("min_position", position.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["hits"][0]["id"], opened["id"]);
+    second.stop().await;
+}
+
+/// Waits (up to 30 s) until consumer `name` of the prefix's stream has nothing unacknowledged.
+async fn wait_until_acknowledged(prefix: &str, name: &str) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    let stream = format!("{}_EVENTS", prefix.to_uppercase());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(&stream)
+            .await
+            .unwrap()
+            .get_consumer(name)
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        if info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= 1 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never acknowledged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -231,6 +231,7 @@ mod tests {
             "status_rank",
             "priority_rank",
             "reply_count",
+            "public_reply_count",
             "last_sequence",
             "last_position",
             "opened_position",

@@ -31,6 +31,7 @@ pub(crate) fn sample_document(id: &str) -> TicketDocument {
         updated_at: created_at + chrono::Duration::hours(2),
         solved_at: None,
         reply_count: 2,
+        public_reply_count: 1,
         last_sequence: 4,
         last_position: 180,
         opened_position: 100,

@@ -145,6 +145,7 @@ fn corpus() -> Vec<TicketDocument> {
                 updated_at: updated,
                 solved_at: matches!(status, Status::Solved | Status::Closed).then_some(updated),
                 reply_count: 2,
+                public_reply_count: 1,
                 last_sequence: 3,
                 last_position: i as i64 + 1,
                 opened_position: i as i64 + 1,
