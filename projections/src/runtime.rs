@@ -87,8 +87,9 @@ pub async fn run(
 const LANES: usize = 8;
 /// Most messages one lane hands the projection at once.
 const LANE_BATCH: usize = 256;
-/// Batches of one lane that may wait for their commit at the same time.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Batches of one lane that may wait for their commit at the same time (a batch is often a
+/// single message at moderate rates, so this must cover a whole commit interval's worth).
+const BATCHES_IN_FLIGHT: usize = 256;
 
 async fn consume(
     js: &jetstream::Context,

@@ -46,6 +46,9 @@ impl Default for SearchSettings {
 
 type Outcomes = Vec<Result<Applied, ProjectionError>>;
 
+/// Most queued jobs folded together.
+const MAX_JOBS_PER_FOLD: usize = 256;
+
 enum Job {
     Apply {
         envelopes: Vec<EventEnvelope>,
@@ -340,9 +343,22 @@ impl Batcher {
                 self.flush().await;
                 return;
             };
+            let mut later = None;
             match job {
                 Job::Apply { envelopes, reply } => {
-                    self.fold(&envelopes, reply).await;
+                    // Everything else already queued folds along, with one backend read.
+                    let mut applies = vec![(envelopes, reply)];
+                    while applies.len() < MAX_JOBS_PER_FOLD {
+                        match jobs.try_recv() {
+                            Ok(Job::Apply { envelopes, reply }) => applies.push((envelopes, reply)),
+                            Ok(exclusive) => {
+                                later = Some(exclusive);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.fold(applies).await;
                     if deadline.is_none() {
                         deadline = Some(Instant::now() + self.settings.commit_interval);
                     }
@@ -351,34 +367,44 @@ impl Batcher {
                         deadline = None;
                     }
                 }
-                Job::Exclusive { work } => {
-                    self.flush().await;
-                    deadline = None;
-                    work().await;
-                }
+                exclusive => later = Some(exclusive),
+            }
+            if let Some(Job::Exclusive { work }) = later {
+                self.flush().await;
+                deadline = None;
+                work().await;
             }
         }
     }
 
-    async fn fold(&mut self, envelopes: &[EventEnvelope], reply: oneshot::Sender<Outcomes>) {
-        let outcomes = fold_batch(
+    /// Folds the events of several jobs, in the order they came, and queues their answers.
+    async fn fold(&mut self, applies: Vec<(Vec<EventEnvelope>, oneshot::Sender<Outcomes>)>) {
+        let envelopes: Vec<EventEnvelope> = applies
+            .iter()
+            .flat_map(|(envelopes, _)| envelopes.iter().cloned())
+            .collect();
+        let mut outcomes = fold_batch(
             self.backend.as_ref(),
             &mut self.pending,
             &mut self.dirty,
-            envelopes,
+            &envelopes,
         )
-        .await;
+        .await
+        .into_iter();
         // `fold_batch` also caches documents it only read; keep just the changed ones
         // pending, so the backend stays the source of everything already written.
         self.pending.retain(|id, _| self.dirty.contains(id));
-        for (envelope, outcome) in envelopes.iter().zip(&outcomes) {
-            if matches!(outcome, Ok(Applied::Applied)) {
-                self.checkpoint = Some(self.checkpoint.map_or(envelope.global_position, |c| {
-                    c.max(envelope.global_position)
-                }));
+        for (envelopes, reply) in applies {
+            let answers: Outcomes = outcomes.by_ref().take(envelopes.len()).collect();
+            for (envelope, outcome) in envelopes.iter().zip(&answers) {
+                if matches!(outcome, Ok(Applied::Applied)) {
+                    self.checkpoint = Some(self.checkpoint.map_or(envelope.global_position, |c| {
+                        c.max(envelope.global_position)
+                    }));
+                }
             }
+            self.waiting.push((reply, answers));
         }
-        self.waiting.push((reply, outcomes));
     }
 
     async fn flush(&mut self) {

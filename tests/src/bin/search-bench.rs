@@ -251,6 +251,11 @@ async fn our_latency(backend: &TantivyBackend, text: &str) -> (f64, f64) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|arg| arg == "--lag-only") {
+        let (lag50, lag99, commit50) = lag_at(500).await;
+        println!("lag p50 {lag50:.1} ms, p99 {lag99:.1} ms, raw commit {commit50:.1} ms");
+        return;
+    }
     let documents = corpus();
     println!("| measurement | ours | raw baseline | ratio |");
     println!("|---|---|---|---|");
