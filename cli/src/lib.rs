@@ -16,7 +16,7 @@ use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
 use helpdesk_search::SearchBackend;
 use helpdesk_search::projection::{self as search, SearchProjection, SearchSettings};
-use helpdesk_search::rebuild::{self as search_rebuild, RebuildStep, SearchIndex};
+use helpdesk_search::rebuild::{self as search_rebuild, RebuildStep, SearchAdmin, SearchIndex};
 
 /// How often expired idempotency keys are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -44,7 +44,8 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
     let nats = nats::connect(&config.nats_url).await?;
     let verifier = Verifier::from_config(&config.auth, &config.data_dir).await?;
-    let search = search_projection(&config, &pool).await?;
+    let (search, index) = search_projection(&config, &pool).await?;
+    let search_admin = SearchAdmin::new(pool.clone(), index, search.clone());
     let mut running = projections(&pool);
     running.push(Arc::new(search.clone()));
     let names = running.iter().map(|p| p.name().to_owned()).collect();
@@ -55,7 +56,8 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         Arc::new(verifier),
     )
     .with_pipeline(&config.nats_prefix, names)
-    .with_search(search.reader());
+    .with_search(search.reader())
+    .with_search_admin(search_admin);
     if config.relay_in_process {
         tokio::spawn(relay(&config, &state).run());
     }
@@ -137,7 +139,7 @@ async fn search_index(config: &Config) -> Result<SearchIndex, StartError> {
 async fn search_projection(
     config: &Config,
     pool: &sqlx::PgPool,
-) -> Result<SearchProjection, StartError> {
+) -> Result<(SearchProjection, SearchIndex), StartError> {
     let index = search_index(config).await?;
     let settings = SearchSettings {
         commit_interval: config.search.commit_interval,
@@ -151,11 +153,8 @@ async fn search_projection(
         // overlap harmless).
         tokio::spawn(backfill(pool.clone(), index.backend()));
     }
-    Ok(SearchProjection::new(
-        pool.clone(),
-        index.backend(),
-        settings,
-    ))
+    let projection = SearchProjection::new(pool.clone(), index.backend(), settings);
+    Ok((projection, index))
 }
 
 /// Replays the whole event store into an index that has never been written.
@@ -182,7 +181,7 @@ async fn any_projection_named(
     name: &str,
 ) -> Result<Arc<dyn Projection>, StartError> {
     if name == search::NAME {
-        Ok(Arc::new(search_projection(config, pool).await?))
+        Ok(Arc::new(search_projection(config, pool).await?.0))
     } else {
         projection_named(pool, name)
     }
@@ -253,9 +252,20 @@ pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartE
 
 /// `helpdesk projections rebuild search`: builds a new index generation from the event store
 /// while the serving one keeps answering, then switches over (alias swap in Elasticsearch,
-/// directory swap in tantivy, which needs `helpdesk up` stopped: it holds the index).
+/// directory swap in tantivy, which needs `helpdesk up` stopped because it holds the index;
+/// while it runs, `POST /api/v1/search/rebuild` does the same inside it).
 async fn rebuild_search(config: &Config, pool: &sqlx::PgPool) -> Result<(), StartError> {
-    let index = search_index(config).await?;
+    let index = search_index(config).await.map_err(|error| -> StartError {
+        if config.search.elasticsearch_url.is_none() {
+            format!(
+                "{error}\nwhile `helpdesk up` runs, rebuild without downtime through it: \
+                 POST /api/v1/search/rebuild with an admin token"
+            )
+            .into()
+        } else {
+            error
+        }
+    })?;
     let replayed = search_rebuild::rebuild(pool, &index, None, |step| match step {
         RebuildStep::Replayed(done) => {
             let _ = writeln!(std::io::stderr(), "search: {done} events replayed");

@@ -90,7 +90,9 @@ impl FromRef<AppState> for Arc<Metrics> {
 
 /// The OpenAPI router of every command endpoint (and the probes).
 pub fn api_routes() -> OpenApiRouter<AppState> {
-    routes::tickets::routes().merge(routes::health::routes())
+    routes::tickets::routes()
+        .merge(routes::health::routes())
+        .merge(routes::search_admin::routes())
 }
 
 /// Builds the whole HTTP app: the command routes, `extra` (the read routes), `/metrics`,

@@ -1,6 +1,7 @@
 //! What every handler shares: the pool, the event store, NATS, metrics, settings.
 
 use helpdesk_search::projection::SearchReader;
+use helpdesk_search::rebuild::SearchAdmin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// The search index this process serves, when it runs one.
     pub search: Option<SearchReader>,
+    /// Rebuilds of that index, when this process also runs its projector.
+    pub search_admin: Option<SearchAdmin>,
 }
 
 impl AppState {
@@ -66,6 +69,7 @@ impl AppState {
                 projections: Vec::new(),
             }),
             search: None,
+            search_admin: None,
         }
     }
 }
@@ -83,6 +87,12 @@ impl AppState {
 }
 
 impl AppState {
+    /// Lets admins rebuild the index this process serves and projects.
+    pub fn with_search_admin(mut self, admin: SearchAdmin) -> Self {
+        self.search_admin = Some(admin);
+        self
+    }
+
     /// Serves searches from `reader`.
     pub fn with_search(mut self, reader: SearchReader) -> Self {
         self.search = Some(reader);

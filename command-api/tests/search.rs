@@ -16,7 +16,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{TestApp, expect_problem, sample_ticket};
 
-/// A word no other test uses, so a search for it finds only this test's tickets.
+/// A word no other test uses, so a search for it finds only this test's tickets (stems of at
+/// most 8 letters: tokens over 40 characters are not indexed).
 fn unique_word(stem: &str) -> String {
     format!("{stem}{}", uuid::Uuid::new_v4().simple())
 }
@@ -483,4 +484,75 @@ async fn a_rebuilt_index_answers_exactly_as_the_live_one_did() {
     )
     .await;
     assert_eq!(ids(&found), vec![id]);
+}
+
+/// The rebuild status as a manager reads it.
+async fn rebuild_status(app: &TestApp) -> Value {
+    let response = app
+        .as_actor(
+            Method::GET,
+            "/api/v1/search/rebuild",
+            "manager-1",
+            "manager",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_rebuilds_the_running_index_through_the_api() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let word = unique_word("regen");
+    let mut last = 0;
+    for _ in 0..5 {
+        let mut ticket = sample_ticket();
+        ticket["description"] = Value::from(format!("{word} twice"));
+        (_, last) = open(&app, ticket).await;
+    }
+    let query = [("q", word.clone()), ("min_position", last.to_string())];
+    let before = search_as(&app, "agent-1", "agent", &query).await;
+    assert_eq!(before["total"], 5);
+    assert_eq!(rebuild_status(&app).await["generation"], 1);
+
+    let refused = app
+        .request(Method::POST, "/api/v1/search/rebuild")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(refused, StatusCode::FORBIDDEN, "forbidden").await;
+    let started = app
+        .as_actor(Method::POST, "/api/v1/search/rebuild", "admin-1", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["state"], "running");
+    assert_eq!(started["backend"], "tantivy");
+
+    // Searches keep answering while it runs, and after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let during = search_as(&app, "agent-1", "agent", &[("q", word.clone())]).await;
+        assert_eq!(
+            during["total"], 5,
+            "the serving generation answers during the rebuild"
+        );
+        let status = rebuild_status(&app).await;
+        if status["state"] != "running" {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebuild did not finish: {status}"
+        );
+    };
+    assert_eq!(status["state"], "idle", "{status}");
+    assert_eq!(status["generation"], 2);
+    assert!(status["replayed"].as_u64().unwrap() >= 5);
+    let after = search_as(&app, "agent-1", "agent", &[("q", word)]).await;
+    assert_eq!(ids(&after), ids(&before));
 }

@@ -73,6 +73,31 @@ pub fn parse(input: &str, context: &ParseContext) -> Result<Query, ParseError> {
     .query()
 }
 
+/// The longest run of letters and digits the indexes keep as a term (tantivy's default
+/// tokenizer drops longer ones).
+pub const MAX_WORD_PART_CHARS: usize = 40;
+
+/// The character offset of the first run of letters and digits longer than
+/// [`MAX_WORD_PART_CHARS`].
+fn overlong_word_part(text: &str) -> Option<usize> {
+    let mut run_start = 0;
+    let mut run = 0;
+    for (offset, c) in text.chars().enumerate() {
+        if c.is_alphanumeric() {
+            if run == 0 {
+                run_start = offset;
+            }
+            run += 1;
+            if run > MAX_WORD_PART_CHARS {
+                return Some(run_start);
+            }
+        } else {
+            run = 0;
+        }
+    }
+    None
+}
+
 fn error_at(position: usize, message: impl Into<String>) -> ParseError {
     ParseError {
         position,
@@ -264,11 +289,24 @@ impl Parser<'_> {
                 return Err(error_at(self.cursor, "a clause can be negated only once"));
             }
         }
+        let text_start = self.cursor;
         let condition = if self.peek() == Some('"') {
             self.phrase()?
         } else {
             self.field_or_word()?
         };
+        if let Condition::Word(text) | Condition::Phrase(text) = &condition
+            && let Some(offset) = overlong_word_part(text)
+        {
+            let quote = usize::from(matches!(condition, Condition::Phrase(_)));
+            return Err(error_at(
+                text_start + quote + offset,
+                format!(
+                    "a run of more than {MAX_WORD_PART_CHARS} letters and digits is never \
+                     indexed, so it cannot match; shorten it"
+                ),
+            ));
+        }
         Ok(Clause { negated, condition })
     }
 
@@ -786,6 +824,15 @@ mod tests {
     // --- Structure -------------------------------------------------------------------------
 
     #[test]
+    fn words_too_long_to_be_indexed_are_refused_where_they_start() {
+        let long = "x".repeat(41);
+        assert_error(&format!("refund {long}"), 7, "never indexed");
+        assert_error(&format!("\"a {long}\""), 3, "never indexed");
+        assert_error(&format!("-ab-{long}"), 4, "never indexed");
+        assert_eq!(condition(&"y".repeat(40)), word(&"y".repeat(40)));
+    }
+
+    #[test]
     fn empty_and_blank_queries_match_everything() {
         for input in ["", " ", "   \t\n  ", "\u{3000}"] {
             assert_eq!(parse(input, &context()), Ok(Query::default()), "{input:?}");
@@ -1285,7 +1332,7 @@ mod tests {
 
     #[test]
     fn queries_are_limited_to_a_thousand_characters() {
-        let longest = "é".repeat(MAX_QUERY_CHARS);
+        let longest = "é-".repeat(MAX_QUERY_CHARS / 2);
         assert_eq!(clauses(&longest).len(), 1);
         assert_error(&"é".repeat(MAX_QUERY_CHARS + 1), 1000, "too long");
         assert_error(&format!("{} x", "a ".repeat(600)), 1000, "too long");

@@ -148,3 +148,136 @@ fn unavailable(error: BackendError) -> ProjectionError {
         BackendError::Rejected(reason) => ProjectionError::Permanent(reason),
     }
 }
+
+/// What a rebuild in this process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildState {
+    /// No rebuild running (one may have finished).
+    Idle,
+    Running,
+    /// The last rebuild failed; the previous generation still serves.
+    Failed,
+}
+
+/// The state of the search index and of its latest rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RebuildStatus {
+    pub state: RebuildState,
+    /// `tantivy` or `elasticsearch`.
+    pub backend: String,
+    /// The serving generation (`tickets_v<N>`), when known.
+    pub generation: Option<u64>,
+    /// Events replayed by the running or latest rebuild.
+    pub replayed: u64,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why the latest rebuild failed.
+    pub error: Option<String>,
+}
+
+/// Starts and reports rebuilds of the index this process serves, with its live projector
+/// paused only for the final switch.
+#[derive(Debug, Clone)]
+pub struct SearchAdmin {
+    pool: PgPool,
+    index: SearchIndex,
+    projection: SearchProjection,
+    status: Arc<std::sync::Mutex<RebuildStatus>>,
+}
+
+/// A rebuild is already running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a rebuild of the search index is already running")]
+pub struct AlreadyRunning;
+
+impl SearchAdmin {
+    /// Rebuilds of `index`, fed live by `projection`.
+    pub fn new(pool: PgPool, index: SearchIndex, projection: SearchProjection) -> Self {
+        let backend = index.backend().kind().to_owned();
+        SearchAdmin {
+            pool,
+            index,
+            projection,
+            status: Arc::new(std::sync::Mutex::new(RebuildStatus {
+                state: RebuildState::Idle,
+                backend,
+                generation: None,
+                replayed: 0,
+                started_at: None,
+                finished_at: None,
+                error: None,
+            })),
+        }
+    }
+
+    /// The current state, with the serving generation.
+    pub async fn status(&self) -> RebuildStatus {
+        let generation = match &self.index {
+            SearchIndex::Tantivy(backend) => backend.generation_number().ok(),
+            SearchIndex::Elastic(backend) => backend.serving_generation().await.ok().flatten(),
+        };
+        let mut status = self.snapshot();
+        status.generation = generation;
+        status
+    }
+
+    fn snapshot(&self) -> RebuildStatus {
+        match self.status.lock() {
+            Ok(status) => status.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut RebuildStatus)) {
+        match self.status.lock() {
+            Ok(mut status) => change(&mut status),
+            Err(poisoned) => change(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Starts a rebuild in the background, unless one is running.
+    pub fn start(&self) -> Result<(), AlreadyRunning> {
+        {
+            let mut status = self.status.lock().map_err(|_| AlreadyRunning)?;
+            if status.state == RebuildState::Running {
+                return Err(AlreadyRunning);
+            }
+            status.state = RebuildState::Running;
+            status.replayed = 0;
+            status.started_at = Some(chrono::Utc::now());
+            status.finished_at = None;
+            status.error = None;
+        }
+        let admin = self.clone();
+        tokio::spawn(async move {
+            let progress = admin.clone();
+            let outcome = rebuild(
+                &admin.pool,
+                &admin.index,
+                Some(&admin.projection),
+                move |step| {
+                    if let RebuildStep::Replayed(done) = step {
+                        progress.update(|status| status.replayed = done);
+                    }
+                },
+            )
+            .await;
+            admin.update(|status| {
+                status.finished_at = Some(chrono::Utc::now());
+                match outcome {
+                    Ok(replayed) => {
+                        status.state = RebuildState::Idle;
+                        status.replayed = replayed;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "search rebuild failed");
+                        status.state = RebuildState::Failed;
+                        status.error = Some(error.to_string());
+                    }
+                }
+            });
+        });
+        Ok(())
+    }
+}

@@ -3,4 +3,5 @@
 pub mod health;
 pub mod requests;
 pub mod responses;
+pub mod search_admin;
 pub mod tickets;

@@ -11,7 +11,7 @@ use helpdesk_platform::AuthConfig;
 use helpdesk_platform::auth::{Claims, Verifier, mint};
 use helpdesk_schemas::EventEnvelope;
 use helpdesk_search::projection::{SearchProjection, SearchSettings};
-use helpdesk_search::rebuild::SearchIndex;
+use helpdesk_search::rebuild::{SearchAdmin, SearchIndex};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -96,7 +96,13 @@ impl TestApp {
                     ..SearchSettings::default()
                 },
             );
-            state = state.with_search(projection.reader());
+            state = state
+                .with_search(projection.reader())
+                .with_search_admin(SearchAdmin::new(
+                    pool.clone(),
+                    index.clone(),
+                    projection.clone(),
+                ));
             Some((projection, index, directory))
         } else {
             None
