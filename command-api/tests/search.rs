@@ -556,3 +556,46 @@ async fn an_admin_rebuilds_the_running_index_through_the_api() {
     let after = search_as(&app, "agent-1", "agent", &[("q", word)]).await;
     assert_eq!(ids(&after), ids(&before));
 }
+
+#[tokio::test]
+async fn group_scoped_agents_find_their_groups_and_ungrouped_tickets_only() {
+    let app = TestApp::spawn_with_search(AuthConfig {
+        agent_scope: helpdesk_domain::AgentScope::Groups,
+        ..AuthConfig::default()
+    })
+    .await;
+    let word = unique_word("scoped");
+    let mut opened = Vec::new();
+    let mut last = 0;
+    // Test tokens carry groups ["billing"].
+    for group in [Some("billing"), Some("tech"), None] {
+        let mut ticket = sample_ticket();
+        ticket["description"] = Value::from(format!("{word} here"));
+        if let Some(group) = group {
+            ticket["group"] = Value::from(group);
+        }
+        let (id, position) = open(&app, ticket).await;
+        opened.push(id);
+        last = position;
+    }
+    let query = [("q", word.clone()), ("min_position", last.to_string())];
+    let agent = search_as(&app, "agent-1", "agent", &query).await;
+    let mut found = ids(&agent);
+    found.sort();
+    let mut expected = vec![opened[0].clone(), opened[2].clone()];
+    expected.sort();
+    assert_eq!(found, expected, "billing and ungrouped, not tech");
+    assert_eq!(agent["total"], 2);
+    let groups: Vec<&str> = agent["facets"]["group"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        !groups.contains(&"tech"),
+        "facets count only visible tickets: {groups:?}"
+    );
+    let manager = search_as(&app, "manager-1", "manager", &[("q", word)]).await;
+    assert_eq!(manager["total"], 3, "managers see every group");
+}
