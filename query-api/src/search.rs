@@ -184,7 +184,6 @@ where
         name: "query",
         detail: rejection.body_text(),
     })?;
-    let reader = Option::<SearchReader>::from_ref(&state).ok_or(QueryError::SearchNotRunning)?;
     let sort = match params.sort.as_deref() {
         None => Sort::default(),
         Some(raw) => Sort::parse(raw).ok_or_else(|| QueryError::InvalidParameter {
@@ -204,16 +203,13 @@ where
             message: error.message,
         }
     })?;
-    let request = SearchRequest {
-        query,
-        scope: scope_of(&principal, Arc::<Verifier>::from_ref(&state).agent_scope()),
-        include_internal: access::sees_internal_notes(&principal),
-        sort,
-        after: cursor(params.cursor.as_deref(), &sort)?,
-        limit: limit(params.limit)?,
+    let paging = Paging {
+        cursor: params.cursor,
+        limit: params.limit,
+        min_position: params.min_position,
     };
-    wait_for_position(&PgPool::from_ref(&state), &reader, params.min_position).await?;
-    run(&reader, &request, &principal).await.map(Json)
+    let include_internal = access::sees_internal_notes(&principal);
+    answer(&state, &principal, query, include_internal, sort, paging).await
 }
 
 /// Tickets assigned to me.
@@ -251,26 +247,58 @@ where
     if !matches!(principal.role, Role::Agent | Role::Manager | Role::Admin) {
         return Err(QueryError::Forbidden);
     }
-    let reader = Option::<SearchReader>::from_ref(&state).ok_or(QueryError::SearchNotRunning)?;
     let sort = Sort {
         field: helpdesk_search::SortField::Status,
         descending: false,
     };
-    let request = SearchRequest {
-        query: helpdesk_search::Query {
-            clauses: vec![Clause {
-                negated: false,
-                condition: Condition::Assignee(Some(principal.id.clone())),
-            }],
-        },
-        scope: scope_of(&principal, Arc::<Verifier>::from_ref(&state).agent_scope()),
-        include_internal: true,
-        sort,
-        after: cursor(params.cursor.as_deref(), &sort)?,
-        limit: limit(params.limit)?,
+    let query = helpdesk_search::Query {
+        clauses: vec![Clause {
+            negated: false,
+            condition: Condition::Assignee(Some(principal.id.clone())),
+        }],
     };
-    wait_for_position(&PgPool::from_ref(&state), &reader, params.min_position).await?;
-    run(&reader, &request, &principal).await.map(Json)
+    let paging = Paging {
+        cursor: params.cursor,
+        limit: params.limit,
+        min_position: params.min_position,
+    };
+    answer(&state, &principal, query, true, sort, paging).await
+}
+
+/// The paging and consistency parameters every search endpoint takes.
+struct Paging {
+    cursor: Option<String>,
+    limit: Option<usize>,
+    min_position: Option<i64>,
+}
+
+/// Runs `query` for `principal` within what it may see, once the index has reached
+/// `min_position`.
+async fn answer<S>(
+    state: &S,
+    principal: &Principal,
+    query: helpdesk_search::Query,
+    include_internal: bool,
+    sort: Sort,
+    paging: Paging,
+) -> Result<Json<SearchPage>, QueryError>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+    Arc<Verifier>: FromRef<S>,
+    Option<SearchReader>: FromRef<S>,
+{
+    let reader = Option::<SearchReader>::from_ref(state).ok_or(QueryError::SearchNotRunning)?;
+    let request = SearchRequest {
+        query,
+        scope: scope_of(principal, Arc::<Verifier>::from_ref(state).agent_scope()),
+        include_internal,
+        sort,
+        after: cursor(paging.cursor.as_deref(), &sort)?,
+        limit: limit(paging.limit)?,
+    };
+    wait_for_position(&PgPool::from_ref(state), &reader, paging.min_position).await?;
+    run(&reader, &request, principal).await.map(Json)
 }
 
 /// The tickets a principal may find at all.

@@ -85,19 +85,8 @@ async fn a_ticket_opened_replied_assigned_and_solved_is_stored_as_events_with_fu
         positions.push(answer["position"].as_i64().unwrap());
     }
     // The search index of `up` reflects the last step once asked to wait for it.
-    let found: Value = client
-        .get(format!("{}/api/v1/tickets/search", product.url))
-        .bearer_auth(&agent)
-        .query(&[
-            ("q", "morning status:solved assignee:me".to_owned()),
-            ("min_position", positions[4].to_string()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = "morning status:solved assignee:me";
+    let found = search(&client, &product, &agent, query, positions[4]).await;
     assert_eq!(found["total"], 1, "{found}");
     assert_eq!(found["hits"][0]["id"], id.as_str());
     assert_eq!(found["hits"][0]["reply_count"], 2);
@@ -274,20 +263,11 @@ async fn a_lost_search_index_is_refilled_from_the_event_store_when_up_starts() {
                "channel": "web", "requester": {"customer_id": "cust-42"}}),
     )
     .await;
-    let position = opened["position"].as_i64().unwrap().to_string();
+    let position = opened["position"].as_i64().unwrap();
     let prefix = first.prefix().to_owned();
     // Searchable, and its message acknowledged by the search consumer: the stream will not
     // deliver it again.
-    let found: Value = client
-        .get(format!("{}/api/v1/tickets/search", first.url))
-        .bearer_auth(&agent)
-        .query(&[("q", word.as_str()), ("min_position", position.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = search(&client, &first, &agent, &word, position).await;
     assert_eq!(found["total"], 1, "{found}");
     wait_until_acknowledged(&prefix, "search").await;
     // Killed, stream kept: the data directory (the index) is gone with the first product.
@@ -297,19 +277,34 @@ async fn a_lost_search_index_is_refilled_from_the_event_store_when_up_starts() {
     // index).
     let second = Product::start_with(database.expose(), &[("HELPDESK_NATS_PREFIX", &prefix)]).await;
     let agent = second.token("agent", "agent-7").await;
-    let found: Value = client
-        .get(format!("{}/api/v1/tickets/search", second.url))
-        .bearer_auth(&agent)
-        .query(&[("q", word.as_str()), ("min_position", position.as_str())])
+    let found = search(&client, &second, &agent, &word, position).await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["hits"][0]["id"], opened["id"]);
+    second.stop().await;
+}
+
+/// Searches `product` for `query` as the token's holder, once the index has reached
+/// `min_position`.
+async fn search(
+    client: &reqwest::Client,
+    product: &Product,
+    token: &str,
+    query: &str,
+    min_position: i64,
+) -> Value {
+    client
+        .get(format!("{}/api/v1/tickets/search", product.url))
+        .bearer_auth(token)
+        .query(&[
+            ("q", query.to_owned()),
+            ("min_position", min_position.to_string()),
+        ])
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    assert_eq!(found["total"], 1, "{found}");
-    assert_eq!(found["hits"][0]["id"], opened["id"]);
-    second.stop().await;
+        .unwrap()
 }
 
 /// Waits (up to 30 s) until consumer `name` of the prefix's stream has nothing unacknowledged.
