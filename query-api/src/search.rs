@@ -430,12 +430,10 @@ async fn reflects(pool: &PgPool, reader: &SearchReader, position: i64) -> Result
     if aggregate_type != "Ticket" {
         return Ok(true);
     }
-    let found = reader
+    let version = reader
         .backend
-        .get(std::slice::from_ref(&ticket_id))
+        .searchable_version(&ticket_id)
         .await
         .map_err(backend_error)?;
-    Ok(found
-        .get(&ticket_id)
-        .is_some_and(|document| document.last_sequence >= sequence))
+    Ok(version.is_some_and(|version| version >= sequence))
 }

@@ -42,6 +42,17 @@ pub trait SearchBackend: Send + Sync + 'static {
         checkpoint: Option<i64>,
     ) -> Result<(), BackendError>;
 
+    /// The version (`last_sequence`) of ticket `id` that searches see now: for a backend whose
+    /// reads are fresher than its searches (Elasticsearch's realtime get sees documents before
+    /// the refresh that makes them searchable), the searchable one. What `min_position` waits on.
+    async fn searchable_version(&self, id: &str) -> Result<Option<i64>, BackendError> {
+        Ok(self
+            .get(&[id.to_owned()])
+            .await?
+            .get(id)
+            .map(|document| document.last_sequence))
+    }
+
     /// Runs a search.
     async fn search(&self, request: &SearchRequest) -> Result<SearchResults, BackendError>;
 

@@ -350,6 +350,20 @@ impl SearchBackend for ElasticBackend {
         parse_search(&receive(WHAT, sent).await?.success(WHAT)?, request)
     }
 
+    /// Asks the search side (not the realtime get), so the answer is what searches see.
+    async fn searchable_version(&self, id: &str) -> Result<Option<i64>, BackendError> {
+        const WHAT: &str = "reading a searchable version";
+        let sent = self
+            .client
+            .search(SearchParts::Index(&[&self.target]))
+            .body(searchable_version_body(id))
+            .send()
+            .await;
+        Ok(parse_searchable_version(
+            &receive(WHAT, sent).await?.success(WHAT)?,
+        ))
+    }
+
     /// Replaces the index with an empty one rather than deleting documents: deleted documents
     /// leave version tombstones for `index.gc_deletes` (60 s), during which writing a document
     /// again at its old version would be refused as a conflict and silently dropped.
@@ -366,6 +380,25 @@ impl SearchBackend for ElasticBackend {
         self.create_index(&self.target, serving.then_some(self.alias.as_str()))
             .await
     }
+}
+
+/// The search for one ticket's searchable `last_sequence`.
+fn searchable_version_body(id: &str) -> Value {
+    serde_json::json!({
+        "size": 1,
+        "_source": ["last_sequence"],
+        "query": { "term": { "id": id } },
+    })
+}
+
+/// The `last_sequence` of the hit, when there is one.
+fn parse_searchable_version(body: &Value) -> Option<i64> {
+    body["hits"]["hits"]
+        .as_array()?
+        .first()?
+        .get("_source")?
+        .get("last_sequence")?
+        .as_i64()
 }
 
 /// A response as status and body.
@@ -472,6 +505,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_searchable_version_comes_from_a_search_hit() {
+        let body = searchable_version_body("t-1");
+        assert_eq!(body["query"], json!({"term": {"id": "t-1"}}));
+        let found = json!({
+            "took": 1, "timed_out": false,
+            "hits": {"total": {"value": 1, "relation": "eq"}, "max_score": 1.0,
+                     "hits": [{"_index": "hd_tickets_v1", "_id": "t-1", "_score": 1.0,
+                               "_source": {"last_sequence": 7}}]}
+        });
+        assert_eq!(parse_searchable_version(&found), Some(7));
+        let missing = json!({"took": 1, "timed_out": false,
+            "hits": {"total": {"value": 0, "relation": "eq"}, "max_score": null, "hits": []}});
+        assert_eq!(parse_searchable_version(&missing), None);
+    }
 
     #[test]
     fn http_statuses_map_to_errors() {
