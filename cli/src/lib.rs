@@ -1,5 +1,8 @@
 //! The `helpdesk` binary's commands: `up` runs the whole product in one process, `migrate`
-//! prepares the database, `openapi` prints the API contract.
+//! prepares the database, `openapi` prints the API contract, `audit` checks the event store's
+//! hash chains (in [`audit`]).
+
+pub mod audit;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -72,6 +75,10 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     let addr = listener.local_addr()?;
     announce(&format!(
         "helpdesk is up\n  API:      http://{addr}/api/v1\n  API docs: http://{addr}{DOCS_PATH}\n"
+    ));
+    tokio::spawn(audit::anchor_periodically(
+        pool.clone(),
+        config.audit_anchor_interval,
     ));
     tokio::spawn(purge_idempotency_keys(pool));
     axum::serve(listener, router)

@@ -69,6 +69,9 @@ pub struct Config {
     pub projection_max_deliver: i64,
     /// Where ticket search lives.
     pub search: SearchConfig,
+    /// `HELPDESK_AUDIT_ANCHOR_SECS`: how often `helpdesk up` appends an audit anchor (a hash
+    /// over every chain head) when events were added since the last one.
+    pub audit_anchor_interval: Duration,
 }
 
 /// Search settings.
@@ -125,6 +128,8 @@ pub mod defaults {
     pub const RELAY_POLL_MS: u64 = 500;
     /// Default for `HELPDESK_DB_MAX_CONNECTIONS`.
     pub const DB_MAX_CONNECTIONS: u32 = 20;
+    /// Default for `HELPDESK_AUDIT_ANCHOR_SECS` (hourly).
+    pub const AUDIT_ANCHOR_SECS: u64 = 3600;
 }
 
 impl Config {
@@ -221,8 +226,16 @@ impl Config {
                 &get("HELPDESK_SEARCH_COMMIT_MS", "200"),
             )?),
         };
+        let audit_anchor_secs = parse_number(
+            "HELPDESK_AUDIT_ANCHOR_SECS",
+            &get(
+                "HELPDESK_AUDIT_ANCHOR_SECS",
+                &defaults::AUDIT_ANCHOR_SECS.to_string(),
+            ),
+        )?;
         Ok(Config {
             search,
+            audit_anchor_interval: Duration::from_secs(audit_anchor_secs),
             projection_max_deliver: i64::try_from(projection_max_deliver).unwrap_or(i64::MAX),
             relay_in_process,
             relay_poll_interval: Duration::from_millis(relay_poll_ms),
@@ -290,6 +303,7 @@ mod tests {
         assert_eq!(config.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(config.nats_prefix, "helpdesk");
         assert_eq!(config.idempotency_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(config.audit_anchor_interval, Duration::from_secs(3600));
     }
 
     #[test]

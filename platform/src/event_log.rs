@@ -37,6 +37,7 @@ struct Row {
     metadata: serde_json::Value,
     event_id: uuid::Uuid,
     recorded_at: DateTime<Utc>,
+    hash: String,
 }
 
 /// Reads up to `limit` events after `after`, only from transactions older than every
@@ -46,7 +47,8 @@ pub async fn next_batch(pool: &PgPool, after: Cursor, limit: i64) -> sqlx::Resul
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT tx_id::text::bigint AS tx, global_position, aggregate_type, aggregate_id, \
                 sequence, event_type, event_version, payload::jsonb AS payload, \
-                metadata::jsonb AS metadata, event_id, recorded_at \
+                metadata::jsonb AS metadata, event_id, recorded_at, \
+                encode(hash, 'hex') AS hash \
            FROM events \
           WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
             AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -78,6 +80,7 @@ fn to_pending(row: Row) -> Pending {
             recorded_at: row.recorded_at,
             metadata: metadata_map(row.metadata),
             payload: unwrap_payload(row.payload),
+            hash: Some(row.hash),
         },
     }
 }

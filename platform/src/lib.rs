@@ -3,6 +3,7 @@
 //!
 //! No business rules live here; the API crates and the CLI compose these pieces.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;

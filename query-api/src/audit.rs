@@ -163,7 +163,8 @@ async fn page(
                   'aggregate_type', aggregate_type, 'aggregate_id', aggregate_id, \
                   'sequence', sequence, 'event_type', event_type, \
                   'event_version', event_version, 'recorded_at', recorded_at, \
-                  'metadata', metadata, 'payload', payload)::jsonb AS envelope \
+                  'metadata', metadata, 'payload', payload, \
+                  'hash', encode(hash, 'hex'))::jsonb AS envelope \
            FROM events \
           WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
             AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \

@@ -10,6 +10,9 @@ pub enum QueryError {
     /// No such ticket, or one the caller may not know about.
     #[error("ticket not found")]
     TicketNotFound,
+    /// No events exist for the requested aggregate.
+    #[error("no events exist for this aggregate")]
+    AggregateNotFound,
     /// A query parameter is malformed.
     #[error("invalid {name}: {detail}")]
     InvalidParameter { name: &'static str, detail: String },
@@ -44,6 +47,12 @@ impl IntoResponse for QueryError {
                 StatusCode::NOT_FOUND,
                 "ticket-not-found",
                 "Ticket not found",
+                self.to_string(),
+            ),
+            QueryError::AggregateNotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "aggregate-not-found",
+                "Aggregate not found",
                 self.to_string(),
             ),
             QueryError::InvalidParameter { .. } => Problem::new(

@@ -3,11 +3,14 @@
 //! Today: `GET /api/v1/projections` (pipeline progress for operators), and ticket reads folded
 //! from the event store (the source of truth) and filtered by the access policy:
 //! `GET /api/v1/tickets/{id}` (with `as_of` time travel) and
-//! `GET /api/v1/tickets/{id}/history`. Search, SLA reports, audit and real-time endpoints over the projected read models arrive with later issues and
-//! are added to [`routes`], which the command API's `app` merges into the served router and the
-//! OpenAPI document.
+//! `GET /api/v1/tickets/{id}/history`; the audit feed `GET /api/v1/audit/events` and the
+//! hash-chain check `GET /api/v1/audit/verify`. Search, SLA reports, audit and real-time
+//! endpoints over the projected read models arrive with later issues and are added to
+//! [`routes`], which the command API's `app` merges into the served router and the OpenAPI
+//! document.
 
 mod audit;
+mod audit_verify;
 mod error;
 mod projections;
 pub mod search;
@@ -39,6 +42,7 @@ where
         .routes(routes!(tickets::history::get_history))
         .routes(routes!(projections::list_projections))
         .routes(routes!(audit::feed))
+        .routes(routes!(audit_verify::verify_chain))
         .routes(routes!(search::search))
         .routes(routes!(search::my_tickets))
 }

@@ -36,6 +36,11 @@ pub struct EventEnvelope {
     pub metadata: BTreeMap<String, String>,
     /// The event's fields.
     pub payload: serde_json::Value,
+    /// The event's link in its aggregate's hash chain, lower-case hex:
+    /// `SHA-256(previous event's hash ‖ canonical text of this event)` (docs/audit-hash-chain.md).
+    /// Absent in envelopes published before the chain existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl EventEnvelope {
@@ -119,8 +124,21 @@ mod tests {
             recorded_at: DateTime::<Utc>::UNIX_EPOCH,
             metadata: BTreeMap::new(),
             payload: serde_json::Value::Null,
+            hash: None,
         };
         assert_eq!(envelope.subject("hd"), "hd.events.Ticket.a_b_c");
         assert_eq!(envelope.message_id(), "Ticket:a.b c:3");
+    }
+
+    #[test]
+    fn an_envelope_published_before_the_hash_chain_still_reads() {
+        let older = serde_json::json!({
+            "event_id": "e", "global_position": 1, "aggregate_type": "Ticket",
+            "aggregate_id": "t", "sequence": 1, "event_type": "TicketOpened",
+            "event_version": "1", "recorded_at": "2026-01-01T00:00:00Z",
+            "metadata": {}, "payload": {}
+        });
+        let envelope: EventEnvelope = serde_json::from_value(older).unwrap();
+        assert_eq!(envelope.hash, None);
     }
 }

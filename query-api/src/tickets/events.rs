@@ -27,6 +27,8 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
     pub metadata: BTreeMap<String, String>,
     pub event: TicketEvent,
+    /// The event's link in the ticket's hash chain, lower-case hex.
+    pub hash: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -38,6 +40,7 @@ struct Row {
     recorded_at: DateTime<Utc>,
     payload: serde_json::Value,
     metadata: serde_json::Value,
+    hash: String,
 }
 
 /// Parses the `{id}` path segment as a ticket id; anything else (including a segment that is
@@ -53,7 +56,8 @@ pub fn ticket_id(path: Result<Path<String>, PathRejection>) -> Result<String, Qu
 pub async fn load(pool: &PgPool, id: &str) -> Result<Vec<StoredEvent>, QueryError> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT sequence, global_position, event_type, event_version, recorded_at, \
-                payload::jsonb AS payload, metadata::jsonb AS metadata \
+                payload::jsonb AS payload, metadata::jsonb AS metadata, \
+                encode(hash, 'hex') AS hash \
            FROM events WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 ORDER BY sequence",
     )
     .bind(id)
@@ -81,6 +85,7 @@ fn stored(row: Row) -> Result<StoredEvent, QueryError> {
         recorded_at: row.recorded_at,
         metadata,
         event,
+        hash: row.hash,
     })
 }
 

@@ -44,6 +44,9 @@ pub struct HistoryEntry {
     /// The event's fields, upcast to the current version, as in
     /// `schemas/events/<event_type>.v<event_version>.json`.
     pub payload: serde_json::Value,
+    /// The stored event's link in the ticket's hash chain, lower-case hex (see
+    /// docs/audit-hash-chain.md; `GET /api/v1/audit/verify` re-walks the chain).
+    pub hash: String,
 }
 
 /// Every event of one ticket, oldest first.
@@ -112,5 +115,6 @@ fn entry(stored: StoredEvent) -> Result<HistoryEntry, QueryError> {
         causation_id: meta("causation_id"),
         request_id: meta("request_id"),
         payload,
+        hash: stored.hash,
     })
 }
