@@ -35,6 +35,7 @@ const NDJSON: &str = "application/x-ndjson";
 
 /// Feed filters and paging.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// Start after this global position (a `next` from the previous page); from the start when
     /// absent.

@@ -38,6 +38,7 @@ const MAX_LIMIT: usize = 100;
 
 /// Query parameters of a search.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// The query, e.g. `refund status<solved -tags:spam assignee:me` (grammar in
     /// `docs/search.md`). Empty: every ticket you may see.
@@ -56,6 +57,7 @@ pub struct SearchParams {
 
 /// Query parameters of the agent's queue.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QueueParams {
     /// The `next` value of the previous page.
     pub cursor: Option<String>,

@@ -26,6 +26,7 @@ use view::TicketView;
 
 /// Query parameters of a ticket read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// Time travel: an RFC 3339 instant (the ticket as recorded at that moment) or a version
     /// number (the ticket after that many events). Before the ticket existed: 404.
