@@ -62,6 +62,27 @@ pub type Settling = std::pin::Pin<
     Box<dyn std::future::Future<Output = Vec<Result<Applied, ProjectionError>>> + Send>,
 >;
 
+/// Records that projection `name` has applied every event up to `position` it was given, in
+/// the `projection_checkpoint` table (never moving backwards). What
+/// [`Projection::save_checkpoint`] does for read models kept in Postgres or beside it.
+pub async fn save_checkpoint(
+    pool: &sqlx::PgPool,
+    name: &str,
+    position: i64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE \
+            SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
+                updated_at = now()",
+    )
+    .bind(name)
+    .bind(position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// A read model fed by events.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {

@@ -69,17 +69,7 @@ impl Projection for TicketSummary {
     }
 
     async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
-        sqlx::query(
-            "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE \
-                SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
-                    updated_at = now()",
-        )
-        .bind(&self.name)
-        .bind(position)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::save_checkpoint(&self.pool, &self.name, position).await
     }
 }
 

@@ -93,10 +93,7 @@ where
     if !matches!(principal.role, Role::Auditor | Role::Admin) {
         return Err(QueryError::Forbidden);
     }
-    let Query(params) = params.map_err(|rejection| QueryError::InvalidParameter {
-        name: "query",
-        detail: rejection.body_text(),
-    })?;
+    let Query(params) = params?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(QueryError::InvalidParameter {

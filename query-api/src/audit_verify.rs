@@ -86,10 +86,7 @@ where
     if !matches!(principal.role, Role::Auditor | Role::Admin) {
         return Err(QueryError::Forbidden);
     }
-    let Query(params) = params.map_err(|rejection| QueryError::InvalidParameter {
-        name: "query",
-        detail: rejection.body_text(),
-    })?;
+    let Query(params) = params?;
     let aggregate_id = params
         .aggregate_id
         .filter(|id| !id.is_empty())

@@ -40,6 +40,16 @@ impl QueryError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for QueryError {
+    /// Query parameters that do not deserialize (a `limit` that is not a number, say).
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        QueryError::InvalidParameter {
+            name: "query",
+            detail: rejection.body_text(),
+        }
+    }
+}
+
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let problem = match &self {

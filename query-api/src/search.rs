@@ -182,10 +182,7 @@ where
     Arc<Verifier>: FromRef<S>,
     Option<SearchReader>: FromRef<S>,
 {
-    let Query(params) = params.map_err(|rejection| QueryError::InvalidParameter {
-        name: "query",
-        detail: rejection.body_text(),
-    })?;
+    let Query(params) = params?;
     let sort = match params.sort.as_deref() {
         None => Sort::default(),
         Some(raw) => Sort::parse(raw).ok_or_else(|| QueryError::InvalidParameter {
@@ -242,10 +239,7 @@ where
     Arc<Verifier>: FromRef<S>,
     Option<SearchReader>: FromRef<S>,
 {
-    let Query(params) = params.map_err(|rejection| QueryError::InvalidParameter {
-        name: "query",
-        detail: rejection.body_text(),
-    })?;
+    let Query(params) = params?;
     if !matches!(principal.role, Role::Agent | Role::Manager | Role::Admin) {
         return Err(QueryError::Forbidden);
     }

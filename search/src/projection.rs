@@ -230,23 +230,8 @@ impl Projection for SearchProjection {
     }
 
     async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
-        save_checkpoint(&self.pool, &self.name, position).await
+        helpdesk_projections::save_checkpoint(&self.pool, &self.name, position).await
     }
-}
-
-/// Records the highest applied position of a projection (never moving it backwards).
-async fn save_checkpoint(pool: &PgPool, name: &str, position: i64) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoint (name, last_position) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE \
-            SET last_position = GREATEST(projection_checkpoint.last_position, $2), \
-                updated_at = now()",
-    )
-    .bind(name)
-    .bind(position)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 fn projection_error(error: BackendError) -> ProjectionError {

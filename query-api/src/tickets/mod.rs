@@ -92,10 +92,7 @@ where
     PgPool: FromRef<S>,
     Arc<Verifier>: FromRef<S>,
 {
-    let Query(params) = params.map_err(|rejection| QueryError::InvalidParameter {
-        name: "query",
-        detail: rejection.body_text(),
-    })?;
+    let Query(params) = params?;
     let as_of = AsOf::parse(params.as_of.as_deref())?;
     let id = events::ticket_id(id)?;
     let all = events::load(&PgPool::from_ref(&state), &id).await?;
