@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod actor;
+pub mod sla;
 pub mod ticket;
 pub mod validation;
 
