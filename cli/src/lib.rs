@@ -17,6 +17,7 @@ use helpdesk_platform::{Config, db, nats, telemetry};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
+use helpdesk_query_api::realtime::{Realtime, RealtimeSettings};
 use helpdesk_search::SearchBackend;
 use helpdesk_search::projection::{self as search, SearchProjection, SearchSettings};
 use helpdesk_search::rebuild::{self as search_rebuild, RebuildStep, SearchAdmin, SearchIndex};
@@ -42,25 +43,34 @@ pub async fn migrate(config: &Config) -> Result<sqlx::PgPool, StartError> {
     Ok(pool)
 }
 
-/// `helpdesk up`: migrates, connects to NATS, serves the API until SIGINT or SIGTERM.
+/// `helpdesk up`: migrates, connects to NATS, serves the API until SIGINT or SIGTERM. Runs the
+/// relay unless `HELPDESK_RELAY=off`, and the projectors (search included) unless
+/// `HELPDESK_PROJECTORS=off`; the real-time feed always.
 pub async fn up(config: Config) -> Result<(), StartError> {
     let pool = migrate(&config).await?;
     let nats = nats::connect(&config.nats_url).await?;
     let verifier = Verifier::from_config(&config.auth, &config.data_dir).await?;
-    let (search, index) = search_projection(&config, &pool).await?;
-    let search_admin = SearchAdmin::new(pool.clone(), index, search.clone());
-    let mut running = projections(&pool);
-    running.push(Arc::new(search.clone()));
-    let names = running.iter().map(|p| p.name().to_owned()).collect();
-    let state = AppState::new(
+    let realtime = Realtime::start(pool.clone(), nats.clone(), realtime_settings(&config))
+        .await
+        .map_err(|error| format!("cannot start the real-time feed: {error}"))?;
+    let mut state = AppState::new(
         pool.clone(),
         nats,
         config.idempotency_ttl,
         Arc::new(verifier),
     )
-    .with_pipeline(&config.nats_prefix, names)
-    .with_search(search.reader())
-    .with_search_admin(search_admin);
+    .with_realtime(realtime);
+    let mut running = Vec::new();
+    if config.projectors {
+        let (search, index) = search_projection(&config, &pool).await?;
+        state = state
+            .with_search(search.reader())
+            .with_search_admin(SearchAdmin::new(pool.clone(), index, search.clone()));
+        running = projections(&pool);
+        running.push(Arc::new(search));
+    }
+    let names = running.iter().map(|p| p.name().to_owned()).collect();
+    let state = state.with_pipeline(&config.nats_prefix, names);
     if config.relay_in_process {
         tokio::spawn(relay(&config, &state).run());
     }
@@ -69,8 +79,7 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         tokio::spawn(runtime::run(state.nats.clone(), projection, settings));
     }
     let (router, _) = router(state);
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
+    let listener = listen(&config)
         .map_err(|e| format!("cannot listen on {} (HELPDESK_ADDR): {e}", config.addr))?;
     let addr = listener.local_addr()?;
     announce(&format!(
@@ -86,6 +95,29 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API's listening socket; accepted connections inherit its send buffer size.
+fn listen(config: &Config) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if config.addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(bytes) = config.socket_send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    socket.bind(config.addr)?;
+    socket.listen(1024)
+}
+
+fn realtime_settings(config: &Config) -> RealtimeSettings {
+    RealtimeSettings {
+        replay_limit: config.realtime.replay_limit,
+        buffer: config.realtime.buffer,
+        ..RealtimeSettings::new(config.nats_prefix.clone())
+    }
 }
 
 /// The relay of this process, woken by its own commits.

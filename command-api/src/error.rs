@@ -29,7 +29,11 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the ticket is at version {current_version}, not the one in If-Match")]
-    PreconditionFailed { current_version: u64 },
+    PreconditionFailed {
+        current_version: u64,
+        /// What the client missed.
+        changes: Vec<helpdesk_platform::problem::Change>,
+    },
     #[error("{0}")]
     WriteConflict(String),
     #[error("this Idempotency-Key was used with a different request body")]
@@ -149,8 +153,12 @@ impl ApiError {
             | ApiError::Domain(TicketError::Invalid(violations)) => {
                 problem.errors = violations.0.clone();
             }
-            ApiError::PreconditionFailed { current_version } => {
+            ApiError::PreconditionFailed {
+                current_version,
+                changes,
+            } => {
                 problem.current_version = Some(*current_version);
+                problem.changes.clone_from(changes);
             }
             _ => {}
         }
@@ -164,7 +172,9 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %cause, cause = ?cause, "request failed");
         }
         let mut response = self.to_problem().into_response();
-        if let ApiError::PreconditionFailed { current_version } = &self
+        if let ApiError::PreconditionFailed {
+            current_version, ..
+        } = &self
             && let Ok(etag) = HeaderValue::from_str(&format!("\"{current_version}\""))
         {
             response.headers_mut().insert(header::ETAG, etag);

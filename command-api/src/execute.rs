@@ -13,6 +13,8 @@ use helpdesk_domain::access::{self, Access, Action, TicketFacts};
 use helpdesk_domain::ticket::{Ticket, TicketCommand, TicketError};
 use helpdesk_domain::{Actor, Principal};
 
+use helpdesk_platform::problem::Change;
+
 use crate::error::ApiError;
 use crate::extract::{IfMatch, RequestContext};
 use crate::state::AppState;
@@ -87,6 +89,7 @@ async fn run(
         if !creates && !if_match.matches(current) {
             return Err(ApiError::PreconditionFailed {
                 current_version: current,
+                changes: missed_changes(state, principal, ticket_id, if_match, current).await?,
             });
         }
         let events = match loaded.aggregate.decide(command.clone()) {
@@ -113,6 +116,61 @@ async fn run(
     Err(ApiError::WriteConflict(
         "the ticket was changed by other requests while this one ran; retry it".into(),
     ))
+}
+
+/// The most changes a 412 lists.
+const MAX_LISTED_CHANGES: i64 = 100;
+
+/// The events after the newest version the stale `If-Match` names (the client's view), so the
+/// client can show what someone else did. Internal notes are left out for those who may not
+/// read them.
+async fn missed_changes(
+    state: &AppState,
+    principal: &Principal,
+    ticket_id: &str,
+    if_match: &IfMatch,
+    current: u64,
+) -> Result<Vec<Change>, ApiError> {
+    let seen = match if_match {
+        IfMatch::Versions(versions) => versions.iter().copied().filter(|v| *v < current).max(),
+        IfMatch::Absent | IfMatch::Any => None,
+    };
+    let Some(seen) = seen else {
+        return Ok(Vec::new());
+    };
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        sequence: i64,
+        event_type: String,
+        actor_id: Option<String>,
+        actor_role: Option<String>,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+            "SELECT sequence, event_type, metadata->>'actor_id' AS actor_id, \
+                    metadata->>'actor_role' AS actor_role, recorded_at \
+               FROM events \
+              WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 AND sequence > $2 \
+                AND ($3 OR payload::jsonb #>> '{ReplyAdded,visibility}' IS DISTINCT FROM 'internal') \
+              ORDER BY sequence LIMIT $4",
+        )
+        .bind(ticket_id)
+        .bind(i64::try_from(seen).unwrap_or(i64::MAX))
+        .bind(access::sees_internal_notes(principal))
+        .bind(MAX_LISTED_CHANGES)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Change {
+            version: u64::try_from(row.sequence).unwrap_or_default(),
+            event_type: row.event_type,
+            actor_id: row.actor_id,
+            actor_role: row.actor_role,
+            recorded_at: row.recorded_at,
+        })
+        .collect())
 }
 
 /// Asks the access policy whether `principal` may run `command` on `ticket` (invariant 10).

@@ -53,10 +53,18 @@ every problem type and every validation rule.",
         license(name = "AGPL-3.0-or-later")
     ),
     modifiers(&BearerAuth),
+    // The messages a WebSocket client sends (no request body names them).
+    components(schemas(
+        helpdesk_query_api::realtime::protocol::ClientMessage,
+        helpdesk_query_api::realtime::summary::QueueFilter,
+        helpdesk_query_api::realtime::presence::PresenceState,
+    )),
     tags(
         (name = "tickets", description = "Open and work tickets"),
         (name = "operations", description = "Health, readiness, metrics and pipeline status"),
         (name = "audit", description = "The global event feed"),
+        (name = "search", description = "Find tickets"),
+        (name = "realtime", description = "Live ticket updates and presence over WebSocket and SSE"),
     )
 )]
 pub struct ApiDoc;

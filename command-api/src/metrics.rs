@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use helpdesk_query_api::realtime::RealtimeStats;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,6 +64,9 @@ pub struct Metrics {
     projection_position: Family<ProjectionLabels, Gauge>,
     projection_pending: Family<ProjectionLabels, Gauge>,
     projection_dead_letters: Family<ProjectionLabels, Gauge>,
+    realtime_connections: Gauge,
+    realtime_dropped: Gauge,
+    realtime_position: Gauge,
 }
 
 impl Metrics {
@@ -126,7 +130,28 @@ impl Metrics {
             "Events each projection dead-lettered and nobody redrove yet",
             projection_dead_letters.clone(),
         );
+        let realtime_connections = Gauge::default();
+        let realtime_dropped = Gauge::default();
+        let realtime_position = Gauge::default();
+        registry.register(
+            "realtime_connections",
+            "Real-time sessions (WebSocket and SSE) open on this instance",
+            realtime_connections.clone(),
+        );
+        registry.register(
+            "realtime_dropped_connections",
+            "Real-time sessions dropped since start-up because they did not keep up",
+            realtime_dropped.clone(),
+        );
+        registry.register(
+            "realtime_position",
+            "Global position of the last event this instance's real-time feed pushed",
+            realtime_position.clone(),
+        );
         Metrics {
+            realtime_connections,
+            realtime_dropped,
+            realtime_position,
             projection_position,
             projection_pending,
             projection_dead_letters,
@@ -184,6 +209,14 @@ impl Metrics {
                     .set(dead);
             }
         }
+    }
+
+    /// Records the real-time feed's counters (read at scrape time).
+    pub fn record_realtime(&self, stats: RealtimeStats, position: i64) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.realtime_connections.set(count(stats.open));
+        self.realtime_dropped.set(count(stats.dropped));
+        self.realtime_position.set(position);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -246,6 +279,11 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
     match state.pipeline.status(&state.pool).await {
         Ok(statuses) => state.metrics.record_projections(&statuses),
         Err(error) => tracing::warn!(%error, "could not read projection status for /metrics"),
+    }
+    if let Some(realtime) = &state.realtime {
+        state
+            .metrics
+            .record_realtime(realtime.stats(), realtime.position());
     }
     match state.metrics.render() {
         Ok(text) => {

@@ -1,5 +1,6 @@
 //! What every handler shares: the pool, the event store, NATS, metrics, settings.
 
+use helpdesk_query_api::realtime::Realtime;
 use helpdesk_search::projection::SearchReader;
 use helpdesk_search::rebuild::SearchAdmin;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub search: Option<SearchReader>,
     /// Rebuilds of that index, when this process also runs its projector.
     pub search_admin: Option<SearchAdmin>,
+    /// The real-time feed this process serves, when it runs one.
+    pub realtime: Option<Realtime>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             }),
             search: None,
             search_admin: None,
+            realtime: None,
         }
     }
 }
@@ -93,6 +97,12 @@ impl AppState {
         self
     }
 
+    /// Serves the real-time feed.
+    pub fn with_realtime(mut self, realtime: Realtime) -> Self {
+        self.realtime = Some(realtime);
+        self
+    }
+
     /// Serves searches from `reader`.
     pub fn with_search(mut self, reader: SearchReader) -> Self {
         self.search = Some(reader);
@@ -103,6 +113,12 @@ impl AppState {
 impl axum::extract::FromRef<AppState> for Option<SearchReader> {
     fn from_ref(state: &AppState) -> Self {
         state.search.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Option<Realtime> {
+    fn from_ref(state: &AppState) -> Self {
+        state.realtime.clone()
     }
 }
 

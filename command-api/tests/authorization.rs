@@ -126,6 +126,21 @@ fn table() -> Vec<Row> {
         },
         Row {
             method: Method::GET,
+            path: "/api/v1/realtime",
+            query: "",
+            body: None,
+            // Every role may open the feed; what it carries is filtered per push.
+            expected: [101, 101, 101, 101, 101, 101],
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/realtime/sse",
+            query: "?ticket={id}",
+            body: None,
+            expected: [200, 404, 200, 200, 200, 200],
+        },
+        Row {
+            method: Method::GET,
             path: "/api/v1/projections",
             query: "",
             body: None,
@@ -251,6 +266,13 @@ async fn every_endpoint_answers_every_credential_as_the_access_rules_say() {
                 .request(row.method.clone(), format!("{}{path}", app.url));
             if let Some(token) = bearer(credential) {
                 request = request.bearer_auth(token);
+            }
+            if row.path == "/api/v1/realtime" {
+                request = request
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .header("sec-websocket-version", "13")
+                    .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
             }
             if let Some(body) = &row.body {
                 let mut body = body.clone();

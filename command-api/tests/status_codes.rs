@@ -333,6 +333,77 @@ async fn a_stale_if_match_is_412_with_the_current_version() {
 }
 
 #[tokio::test]
+async fn a_stale_reply_gets_412_naming_what_happened_since_without_internal_notes_for_customers() {
+    let app = TestApp::spawn().await;
+    let id = app.open_ticket().await;
+    let replies = format!("/api/v1/tickets/{id}/interactions");
+    for (body, visibility) in [
+        ("On it.", "public"),
+        ("Looks like a billing bug.", "internal"),
+    ] {
+        let response = app
+            .as_actor(Method::POST, &replies, "agent-2", "agent")
+            .json(&json!({"body": body, "visibility": visibility}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let stale_reply = |id: &str, role: &str| {
+        app.as_actor(Method::POST, &replies, id, role)
+            .header("if-match", "\"1\"")
+            .json(&json!({"body": "Any news?"}))
+    };
+    let response = stale_reply("agent-1", "agent").send().await.unwrap();
+    let problem = expect_problem(
+        response,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition-failed",
+    )
+    .await;
+    let seen: Vec<(u64, &str, &str)> = problem["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["version"].as_u64().unwrap(),
+                c["event_type"].as_str().unwrap(),
+                c["actor_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(2, "ReplyAdded", "agent-2"), (3, "ReplyAdded", "agent-2")]
+    );
+    let customer = sample_ticket()["requester"]["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = stale_reply(&customer, "customer").send().await.unwrap();
+    let problem = expect_problem(
+        response,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition-failed",
+    )
+    .await;
+    assert_eq!(problem["current_version"], 3);
+    let versions: Vec<u64> = problem["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [2],
+        "the internal note is not named to the customer"
+    );
+    assert_eq!(app.event_count().await, 3);
+}
+
+#[tokio::test]
 async fn a_malformed_if_match_is_400() {
     let app = TestApp::spawn().await;
     let id = app.open_ticket().await;

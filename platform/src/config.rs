@@ -72,6 +72,26 @@ pub struct Config {
     /// `HELPDESK_AUDIT_ANCHOR_SECS`: how often `helpdesk up` appends an audit anchor (a hash
     /// over every chain head) when events were added since the last one.
     pub audit_anchor_interval: Duration,
+    /// `SO_SNDBUF` of every accepted connection, in bytes (`HELPDESK_SOCKET_SEND_BUFFER`);
+    /// unset leaves the kernel's autotuning. A bound caps the kernel memory a client that does
+    /// not read can hold, and lets the real-time feed notice such a client sooner.
+    pub socket_send_buffer: Option<u32>,
+    /// Whether `up` runs the projectors (`HELPDESK_PROJECTORS=on|off`, default on); off gives an
+    /// API-only instance (commands, reads, real-time) beside one that projects.
+    pub projectors: bool,
+    /// The real-time feed.
+    pub realtime: RealtimeConfig,
+}
+
+/// Real-time feed settings.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// Most events a reconnecting client may have missed and still be replayed
+    /// (`HELPDESK_REALTIME_REPLAY_LIMIT`, default 10,000); further behind gets `resync`.
+    pub replay_limit: usize,
+    /// Messages queued for one client before it counts as not reading
+    /// (`HELPDESK_REALTIME_BUFFER`, default 128).
+    pub buffer: usize,
 }
 
 /// Search settings.
@@ -201,16 +221,7 @@ impl Config {
                 &defaults::RELAY_POLL_MS.to_string(),
             ),
         )?;
-        let relay_in_process = match get("HELPDESK_RELAY", "on").as_str() {
-            "on" => true,
-            "off" => false,
-            other => {
-                return Err(ConfigError {
-                    variable: "HELPDESK_RELAY",
-                    reason: format!("{other:?} is neither \"on\" nor \"off\""),
-                });
-            }
-        };
+        let relay_in_process = on_off("HELPDESK_RELAY", &get("HELPDESK_RELAY", "on"))?;
         let projection_max_deliver = parse_number(
             "HELPDESK_PROJECTION_MAX_DELIVER",
             &get("HELPDESK_PROJECTION_MAX_DELIVER", "5"),
@@ -233,7 +244,34 @@ impl Config {
                 &defaults::AUDIT_ANCHOR_SECS.to_string(),
             ),
         )?;
+        let realtime = RealtimeConfig {
+            replay_limit: usize::try_from(parse_number(
+                "HELPDESK_REALTIME_REPLAY_LIMIT",
+                &get("HELPDESK_REALTIME_REPLAY_LIMIT", "10000"),
+            )?)
+            .unwrap_or(usize::MAX),
+            buffer: usize::try_from(parse_number(
+                "HELPDESK_REALTIME_BUFFER",
+                &get("HELPDESK_REALTIME_BUFFER", "128"),
+            )?)
+            .unwrap_or(usize::MAX),
+        };
+        let socket_send_buffer = match optional("HELPDESK_SOCKET_SEND_BUFFER") {
+            None => None,
+            Some(raw) => Some(
+                u32::try_from(parse_number("HELPDESK_SOCKET_SEND_BUFFER", &raw)?).map_err(
+                    |_| ConfigError {
+                        variable: "HELPDESK_SOCKET_SEND_BUFFER",
+                        reason: "too large".into(),
+                    },
+                )?,
+            ),
+        };
+        let projectors = on_off("HELPDESK_PROJECTORS", &get("HELPDESK_PROJECTORS", "on"))?;
         Ok(Config {
+            socket_send_buffer,
+            realtime,
+            projectors,
             search,
             audit_anchor_interval: Duration::from_secs(audit_anchor_secs),
             projection_max_deliver: i64::try_from(projection_max_deliver).unwrap_or(i64::MAX),
@@ -252,6 +290,17 @@ impl Config {
                 reason: "too large".into(),
             })?,
         })
+    }
+}
+
+fn on_off(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(ConfigError {
+            variable,
+            reason: format!("{other:?} is neither \"on\" nor \"off\""),
+        }),
     }
 }
 

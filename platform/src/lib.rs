@@ -13,4 +13,4 @@ pub mod pipeline;
 pub mod problem;
 pub mod telemetry;
 
-pub use config::{AuthConfig, Config, ConfigError, SearchConfig, Secret};
+pub use config::{AuthConfig, Config, ConfigError, RealtimeConfig, SearchConfig, Secret};

@@ -31,10 +31,27 @@ pub struct Problem {
     /// The ticket's current version, for `412 precondition-failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// For `412 precondition-failed`: what happened since the version in `If-Match`, oldest
+    /// first (at most 100; internal notes only for those who may read them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
     /// Where in the search query the error starts (0-based, in characters), for
     /// `422 invalid-query`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<usize>,
+}
+
+/// One event a stale client has not seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Change {
+    /// The ticket's version after the event.
+    pub version: u64,
+    /// The event's name, e.g. `ReplyAdded`.
+    pub event_type: String,
+    /// Who did it.
+    pub actor_id: Option<String>,
+    pub actor_role: Option<String>,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Problem {
@@ -47,6 +64,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             current_version: None,
+            changes: Vec::new(),
             position: None,
         }
     }

@@ -25,6 +25,12 @@ pub enum QueryError {
     /// This process serves no search index, or the index cannot be reached.
     #[error("search is not available right now; retry shortly")]
     SearchNotRunning,
+    /// This process serves no real-time feed.
+    #[error("the real-time feed is not available on this instance")]
+    RealtimeNotRunning,
+    /// A plain request reached the WebSocket endpoint.
+    #[error("this endpoint speaks WebSocket only ({0}); send an Upgrade: websocket request")]
+    UpgradeRequired(String),
     /// The caller's role may not read this.
     #[error("your role may not read this")]
     Forbidden,
@@ -100,6 +106,25 @@ impl IntoResponse for QueryError {
                 "Search unavailable",
                 self.to_string(),
             ),
+            QueryError::RealtimeNotRunning => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "realtime-unavailable",
+                "Real-time feed unavailable",
+                self.to_string(),
+            ),
+            QueryError::UpgradeRequired(_) => {
+                let mut response = Problem::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "upgrade-required",
+                    "WebSocket upgrade required",
+                    self.to_string(),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                return response;
+            }
             QueryError::Forbidden => Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -4,15 +4,17 @@
 //! from the event store (the source of truth) and filtered by the access policy:
 //! `GET /api/v1/tickets/{id}` (with `as_of` time travel) and
 //! `GET /api/v1/tickets/{id}/history`; the audit feed `GET /api/v1/audit/events` and the
-//! hash-chain check `GET /api/v1/audit/verify`. Search, SLA reports, audit and real-time
-//! endpoints over the projected read models arrive with later issues and are added to
-//! [`routes`], which the command API's `app` merges into the served router and the OpenAPI
-//! document.
+//! hash-chain check `GET /api/v1/audit/verify`; search (`GET /api/v1/tickets/search`,
+//! `GET /api/v1/agents/me/tickets`); the real-time feed (`GET /api/v1/realtime` over
+//! WebSocket, `GET /api/v1/realtime/sse`, see [`realtime`]). SLA reports arrive with a later
+//! issue and are added to [`routes`], which the command API's `app` merges into the served
+//! router and the OpenAPI document.
 
 mod audit;
 mod audit_verify;
 mod error;
 mod projections;
+pub mod realtime;
 pub mod search;
 mod tickets;
 
@@ -36,6 +38,7 @@ where
     Arc<Verifier>: FromRef<S>,
     Arc<Pipeline>: FromRef<S>,
     Option<helpdesk_search::projection::SearchReader>: FromRef<S>,
+    Option<realtime::Realtime>: FromRef<S>,
 {
     OpenApiRouter::new()
         .routes(routes!(tickets::get_ticket))
@@ -45,4 +48,6 @@ where
         .routes(routes!(audit_verify::verify_chain))
         .routes(routes!(search::search))
         .routes(routes!(search::my_tickets))
+        .routes(routes!(realtime::ws::websocket))
+        .routes(routes!(realtime::sse::events))
 }

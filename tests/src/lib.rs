@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod realtime;
+
 /// The Postgres server scenarios create their databases on.
 pub fn postgres_server_url() -> String {
     std::env::var("HELPDESK_TEST_DATABASE_URL")
@@ -58,12 +60,15 @@ impl Product {
 
     /// Starts `helpdesk up` with extra environment (for example its own `NATS_URL`).
     pub async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Product {
-        let secret = format!("e2e-{}", uuid::Uuid::new_v4().simple());
         let setting = |name: &str, default: String| {
             env.iter()
                 .find(|(key, _)| *key == name)
                 .map_or(default, |(_, value)| (*value).to_owned())
         };
+        let secret = setting(
+            "HELPDESK_JWT_SECRET",
+            format!("e2e-{}", uuid::Uuid::new_v4().simple()),
+        );
         let nats = setting("NATS_URL", nats_url());
         let prefix = setting("HELPDESK_NATS_PREFIX", unique_prefix());
         let data_dir = tempfile::tempdir().expect("a data directory");
@@ -108,6 +113,22 @@ impl Product {
             child,
             _data_dir: data_dir,
         }
+    }
+
+    /// Starts a second instance beside `other`: the same database, NATS prefix and token
+    /// secret, with extra environment (for example `HELPDESK_RELAY=off`).
+    pub async fn start_beside(
+        other: &Product,
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> Product {
+        let mut shared = vec![
+            ("NATS_URL", other.nats.as_str()),
+            ("HELPDESK_NATS_PREFIX", other.prefix.as_str()),
+            ("HELPDESK_JWT_SECRET", other.secret.as_str()),
+        ];
+        shared.extend_from_slice(env);
+        Product::start_with(database_url, &shared).await
     }
 
     /// Mints a token with `helpdesk token`, as an operator would.

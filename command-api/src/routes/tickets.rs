@@ -100,21 +100,28 @@ impl Call {
     /// Runs the command at most once per `Idempotency-Key`.
     async fn run_idempotent(
         self,
-        key: IdempotencyKey,
-        route: String,
-        raw_body: &[u8],
+        retry: Retry<'_>,
         ticket_id: String,
+        if_match: IfMatch,
         command: TicketCommand,
         answer: Answer,
     ) -> Response {
         let pool = self.state.pool.clone();
         let ttl = self.state.idempotency_ttl;
-        let request = key.0.map(|key| {
-            IdempotentRequest::new(format!("{}:{route}", self.principal.id), key, raw_body)
-        });
-        let command = self.run(ticket_id, IfMatch::Absent, command, answer);
+        let Retry { key, route, body } = retry;
+        let request = key
+            .0
+            .map(|key| IdempotentRequest::new(format!("{}:{route}", self.principal.id), key, body));
+        let command = self.run(ticket_id, if_match, command, answer);
         run_once(&pool, ttl, request, command).await
     }
+}
+
+/// What identifies a retried POST: its `Idempotency-Key`, its route and its raw body.
+struct Retry<'a> {
+    key: IdempotencyKey,
+    route: String,
+    body: &'a [u8],
 }
 
 /// Everything a `PUT` on a ticket needs besides its body: the caller, the request ids, the
@@ -215,8 +222,12 @@ async fn open_ticket(
         principal,
         context,
     };
-    let route = "POST /api/v1/tickets".to_owned();
-    call.run_idempotent(key, route, &body.raw, ticket_id, command, answer)
+    let retry = Retry {
+        key,
+        route: "POST /api/v1/tickets".to_owned(),
+        body: &body.raw,
+    };
+    call.run_idempotent(retry, ticket_id, IfMatch::Absent, command, answer)
         .await
 }
 
@@ -375,7 +386,9 @@ async fn change_tags(update: TicketUpdate, body: JsonBody<ChangeTagsRequest>) ->
 /// Add a public reply or an internal note.
 ///
 /// The author is the caller. Only agents (and managers and admins, who write as agents) may add
-/// `internal` notes. Send an `Idempotency-Key` to make retries safe.
+/// `internal` notes. Send an `Idempotency-Key` to make retries safe, and `If-Match` with the
+/// version you replied to: if someone changed the ticket since, the answer is 412 and its
+/// `changes` list what happened (another agent's reply, say).
 #[utoipa::path(
     post, path = "/api/v1/tickets/{id}/interactions", tag = "tickets",
     security(("bearer" = [])),
@@ -383,6 +396,7 @@ async fn change_tags(update: TicketUpdate, body: JsonBody<ChangeTagsRequest>) ->
     params(
         ("id" = String, Path, description = "Ticket id (UUID)"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the POST safe to retry"),
+        ("If-Match" = Option<String>, Header, description = "The version you replied to, quoted (\"3\"); a stale version gets 412"),
     ),
     responses(
         (status = 201, description = "Interaction added", body = CommandAccepted, headers(("ETag" = String))),
@@ -393,6 +407,7 @@ async fn change_tags(update: TicketUpdate, body: JsonBody<ChangeTagsRequest>) ->
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Ticket solved or closed, lost a write race, or key in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale; `changes` names what happened since", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body, or Idempotency-Key reused", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -401,6 +416,7 @@ async fn add_interaction(
     Authenticated(principal): Authenticated,
     context: RequestContext,
     TicketId(id): TicketId,
+    if_match: IfMatch,
     key: IdempotencyKey,
     body: JsonBody<AddInteractionRequest>,
 ) -> Response {
@@ -416,13 +432,17 @@ async fn add_interaction(
         location: false,
         interaction_id: Some(interaction_id),
     };
-    let route = format!("POST /api/v1/tickets/{id}/interactions");
+    let retry = Retry {
+        key,
+        route: format!("POST /api/v1/tickets/{id}/interactions"),
+        body: &body.raw,
+    };
     let call = Call {
         state,
         principal,
         context,
     };
-    call.run_idempotent(key, route, &body.raw, id, command, answer)
+    call.run_idempotent(retry, id, if_match, command, answer)
         .await
 }
 

@@ -9,6 +9,7 @@ use helpdesk_command_api::AppState;
 use helpdesk_command_api::relay::{Relay, RelaySettings};
 use helpdesk_platform::AuthConfig;
 use helpdesk_platform::auth::{Claims, Verifier, mint};
+use helpdesk_query_api::realtime::{Realtime, RealtimeSettings};
 use helpdesk_schemas::EventEnvelope;
 use helpdesk_search::projection::{SearchProjection, SearchSettings};
 use helpdesk_search::rebuild::{SearchAdmin, SearchIndex};
@@ -74,12 +75,17 @@ impl TestApp {
         let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
         let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
         let verifier = Verifier::with_hs256_secret(SECRET, &auth);
+        let prefix = test_prefix();
+        let realtime = Realtime::start(pool.clone(), nats.clone(), RealtimeSettings::new(&prefix))
+            .await
+            .unwrap();
         let mut state = AppState::new(
             pool.clone(),
             nats,
             Duration::from_secs(24 * 3600),
             Arc::new(verifier),
-        );
+        )
+        .with_realtime(realtime);
         let search = if with_search {
             let directory = Arc::new(tempfile::tempdir().unwrap());
             let config = helpdesk_platform::SearchConfig {
@@ -111,7 +117,6 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let prefix = test_prefix();
         prune_old_test_streams(&state.nats).await;
         TestApp {
             url,

@@ -11,7 +11,7 @@ mod extract;
 mod keys;
 mod token;
 
-pub use extract::Authenticated;
+pub use extract::{Authenticated, StreamAuthenticated};
 pub use keys::{KeySetupError, Verifier, dev_secret_path, load_or_create_dev_secret};
 pub use token::{Claims, MintError, mint, parse_ttl};
 

@@ -31,8 +31,27 @@ pub struct StoredEvent {
     pub hash: String,
 }
 
+impl StoredEvent {
+    /// The event as the stream carried it.
+    pub fn from_envelope(
+        envelope: &helpdesk_schemas::EventEnvelope,
+    ) -> Result<StoredEvent, serde_json::Error> {
+        Ok(StoredEvent {
+            sequence: u64::try_from(envelope.sequence).unwrap_or_default(),
+            global_position: envelope.global_position,
+            event_type: envelope.event_type.clone(),
+            event_version: envelope.event_version.clone(),
+            recorded_at: envelope.recorded_at,
+            metadata: envelope.metadata.clone(),
+            event: envelope.ticket_event()?,
+            hash: envelope.hash.clone().unwrap_or_default(),
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct Row {
+    aggregate_id: String,
     sequence: i64,
     global_position: i64,
     event_type: String,
@@ -52,19 +71,50 @@ pub fn ticket_id(path: Result<Path<String>, PathRejection>) -> Result<String, Qu
         .map_err(|_| QueryError::TicketNotFound)
 }
 
+/// The columns a [`StoredEvent`] is read from.
+const COLUMNS: &str = "aggregate_id, sequence, global_position, event_type, event_version, \
+     recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata, \
+     encode(hash, 'hex') AS hash";
+
 /// Every event of ticket `id`, oldest first; empty when there is no such ticket.
 pub async fn load(pool: &PgPool, id: &str) -> Result<Vec<StoredEvent>, QueryError> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT sequence, global_position, event_type, event_version, recorded_at, \
-                payload::jsonb AS payload, metadata::jsonb AS metadata, \
-                encode(hash, 'hex') AS hash \
-           FROM events WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 ORDER BY sequence",
-    )
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events \
+          WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 ORDER BY sequence"
+    ))
     .bind(id)
     .fetch_all(pool)
     .await
     .map_err(QueryError::internal)?;
     rows.into_iter().map(stored).collect()
+}
+
+/// The events of the tickets `ids` up to global position `up_to`, grouped by ticket (in the
+/// order of `ids`), each ticket's oldest first.
+pub async fn load_many(
+    pool: &PgPool,
+    ids: &[String],
+    up_to: i64,
+) -> Result<Vec<Vec<StoredEvent>>, QueryError> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events \
+          WHERE aggregate_type = 'Ticket' AND aggregate_id = ANY($1) AND global_position <= $2 \
+          ORDER BY aggregate_id, sequence"
+    ))
+    .bind(ids)
+    .bind(up_to)
+    .fetch_all(pool)
+    .await
+    .map_err(QueryError::internal)?;
+    let mut by_ticket: BTreeMap<String, Vec<StoredEvent>> = BTreeMap::new();
+    for row in rows {
+        let id = row.aggregate_id.clone();
+        by_ticket.entry(id).or_default().push(stored(row)?);
+    }
+    Ok(ids
+        .iter()
+        .map(|id| by_ticket.remove(id).unwrap_or_default())
+        .collect())
 }
 
 fn stored(row: Row) -> Result<StoredEvent, QueryError> {

@@ -1,0 +1,173 @@
+//! The instance's own reading of the event stream: an ordered, ephemeral JetStream consumer
+//! from which every ticket event becomes an [`Update`] broadcast to this instance's sessions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
+use futures::StreamExt;
+use helpdesk_platform::nats::ensure_events_stream;
+use helpdesk_schemas::{EventEnvelope, events_subject_root};
+use sqlx::PgPool;
+
+use super::Inner;
+use super::summary::{TicketSummary, Update, updates_of};
+use crate::error::QueryError;
+use crate::tickets::events::{self, StoredEvent};
+
+/// Pause before re-creating the consumer after it failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where the feed starts: the stream sequence to read next and the global position of the
+/// last event before it (0 for an empty stream).
+pub(super) struct Start {
+    pub next_sequence: u64,
+    pub position: i64,
+}
+
+/// The tail of the events stream now.
+pub(super) async fn tail(js: &jetstream::Context, prefix: &str) -> Result<Start, String> {
+    let mut stream = ensure_events_stream(js, prefix).await?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
+    if last == 0 {
+        return Ok(Start {
+            next_sequence: 1,
+            position: 0,
+        });
+    }
+    let message = stream
+        .get_raw_message(last)
+        .await
+        .map_err(|e| format!("cannot read the stream's last message: {e}"))?;
+    let envelope: EventEnvelope = serde_json::from_slice(&message.payload)
+        .map_err(|e| format!("the stream's last message is not an event envelope: {e}"))?;
+    Ok(Start {
+        next_sequence: last + 1,
+        position: envelope.global_position,
+    })
+}
+
+/// Reads the stream from `start` forever, broadcasting each ticket event once, in order.
+pub(super) async fn run(inner: Arc<Inner>, js: jetstream::Context, start: Start) {
+    let mut next = start.next_sequence;
+    let mut cache = SummaryCache::new(inner.settings.summary_cache);
+    loop {
+        if let Err(error) = follow(&inner, &js, &mut next, &mut cache).await {
+            tracing::warn!(%error, "real-time feed interrupted; resuming from the stream");
+        }
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
+async fn follow(
+    inner: &Inner,
+    js: &jetstream::Context,
+    next: &mut u64,
+    cache: &mut SummaryCache,
+) -> Result<(), String> {
+    let prefix = &inner.settings.prefix;
+    let stream = ensure_events_stream(js, prefix).await?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("{}.Ticket.>", events_subject_root(prefix)),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        if let Ok(info) = message.info() {
+            *next = info.stream_sequence + 1;
+        }
+        let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, "skipping a message that is not an event envelope");
+                continue;
+            }
+        };
+        if envelope.global_position <= inner.position() {
+            continue; // a republished event this feed already delivered
+        }
+        match cache.update(&inner.pool, &envelope).await {
+            Ok(Some(update)) => inner.publish(update),
+            Ok(None) => inner.advance(envelope.global_position),
+            Err(error) => {
+                tracing::warn!(%error, position = envelope.global_position, "cannot summarise an event; it is not pushed");
+                inner.advance(envelope.global_position);
+            }
+        }
+    }
+    Err("the ordered consumer ended".into())
+}
+
+/// The latest summary of recently changed tickets, so that most events are folded without a
+/// read; bounded, oldest entries evicted first (a miss folds the ticket from the store).
+struct SummaryCache {
+    summaries: HashMap<String, TicketSummary>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl SummaryCache {
+    fn new(capacity: usize) -> Self {
+        SummaryCache {
+            summaries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The update of `envelope`; `None` for an event already folded.
+    async fn update(
+        &mut self,
+        pool: &PgPool,
+        envelope: &EventEnvelope,
+    ) -> Result<Option<Update>, QueryError> {
+        let event = StoredEvent::from_envelope(envelope).map_err(QueryError::internal)?;
+        let cached = self.summaries.get(&envelope.aggregate_id);
+        let before = match cached {
+            _ if event.sequence == 1 => None,
+            Some(summary) if summary.version >= event.sequence => return Ok(None),
+            Some(summary) if summary.version + 1 == event.sequence => Some(summary.clone()),
+            _ => {
+                let ids = [envelope.aggregate_id.clone()];
+                let history = events::load_many(pool, &ids, envelope.global_position - 1)
+                    .await?
+                    .pop()
+                    .unwrap_or_default();
+                updates_of(&history).pop().map(|update| update.after)
+            }
+        };
+        let Some(update) = Update::of(before, &event) else {
+            return Err(QueryError::internal(format!(
+                "event {} of ticket {} does not follow its history",
+                event.sequence, envelope.aggregate_id
+            )));
+        };
+        self.remember(update.after.clone());
+        Ok(Some(update))
+    }
+
+    fn remember(&mut self, summary: TicketSummary) {
+        if !self.summaries.contains_key(&summary.id) {
+            self.order.push_back(summary.id.clone());
+            while self.order.len() > self.capacity {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.summaries.remove(&oldest);
+                }
+            }
+        }
+        self.summaries.insert(summary.id.clone(), summary);
+    }
+}

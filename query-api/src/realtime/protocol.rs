@@ -1,0 +1,90 @@
+//! The messages of the real-time feed, as JSON text frames (WebSocket) or SSE `data`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::presence::{PresenceState, Viewer};
+use super::summary::{QueueFilter, TicketSummary};
+
+/// What a WebSocket client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Follow one ticket (`ticket`) or a queue (`queue`), under a name of the client's choice.
+    /// With `since` (a global position the client has seen), every matching update after it
+    /// is sent first, then live ones.
+    Subscribe {
+        id: String,
+        ticket: Option<String>,
+        queue: Option<QueueFilter>,
+        since: Option<i64>,
+    },
+    /// Stop following subscription `id`.
+    Unsubscribe { id: String },
+    /// Tell the ticket's other viewers what you are doing (staff only); `idle` withdraws.
+    Presence {
+        ticket: String,
+        state: PresenceState,
+    },
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The subscription is live; updates up to `position` were replayed (when `since` was
+    /// given) or are already reflected in what a fresh read returns.
+    Subscribed { id: String, position: i64 },
+    /// An event touched these subscriptions; `ticket` is the summary after it.
+    Update {
+        position: i64,
+        event_type: String,
+        subscriptions: Vec<String>,
+        ticket: Box<TicketSummary>,
+    },
+    /// The ticket no longer matches these subscriptions (or is no longer yours to see).
+    Left {
+        position: i64,
+        ticket_id: String,
+        subscriptions: Vec<String>,
+    },
+    /// Who is on the ticket now.
+    Presence {
+        ticket: String,
+        viewers: Vec<Viewer>,
+    },
+    /// Updates were lost to this connection (too far behind to replay, or too slow a reader):
+    /// read the current state again and subscribe without `since`. The server closes the
+    /// connection after sending it when the cause is a slow reader.
+    Resync {
+        /// The subscription that could not be resumed; absent when the whole connection lost
+        /// updates.
+        id: Option<String>,
+        reason: String,
+    },
+    /// A message could not be handled; the connection stays open.
+    Error {
+        /// The subscription the error is about, if any.
+        id: Option<String>,
+        detail: String,
+    },
+}
+
+impl ServerMessage {
+    /// The SSE event name and id (the position, for updates and departures).
+    pub fn sse_name(&self) -> (&'static str, Option<i64>) {
+        match self {
+            ServerMessage::Subscribed { .. } => ("subscribed", None),
+            ServerMessage::Update { position, .. } => ("update", Some(*position)),
+            ServerMessage::Left { position, .. } => ("left", Some(*position)),
+            ServerMessage::Presence { .. } => ("presence", None),
+            ServerMessage::Resync { .. } => ("resync", None),
+            ServerMessage::Error { .. } => ("error", None),
+        }
+    }
+
+    /// Text of the message (it always serializes).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+    }
+}

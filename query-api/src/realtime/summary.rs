@@ -1,0 +1,208 @@
+//! What a push carries: the ticket's summary after the event, and the filters that decide
+//! which subscriptions an event touches.
+
+use chrono::{DateTime, Utc};
+use helpdesk_domain::Principal;
+use helpdesk_domain::access::{self, AgentScope, TicketFacts};
+use helpdesk_domain::ticket::{Channel, Priority, Requester, Status, TicketEvent, Visibility};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::tickets::events::StoredEvent;
+
+/// A ticket without its conversation: what queues and ticket screens show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TicketSummary {
+    pub id: String,
+    /// The ticket's version (its `ETag`).
+    pub version: u64,
+    pub subject: String,
+    pub status: Status,
+    pub priority: Priority,
+    pub channel: Channel,
+    pub requester: Requester,
+    pub assignee: Option<String>,
+    pub group: Option<String>,
+    /// Sorted.
+    pub tags: Vec<String>,
+    /// Public replies (internal notes are not counted).
+    pub reply_count: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TicketSummary {
+    /// The summary after `event`, given the one before it (`None` only for `TicketOpened`).
+    /// `None` when the event cannot follow `before` (a non-opening first event).
+    pub fn next(
+        before: Option<&TicketSummary>,
+        sequence: u64,
+        at: DateTime<Utc>,
+        event: &TicketEvent,
+    ) -> Option<TicketSummary> {
+        if let TicketEvent::TicketOpened(opened) = event {
+            let mut tags = opened.tags.clone();
+            tags.sort();
+            return Some(TicketSummary {
+                id: opened.ticket_id.clone(),
+                version: sequence,
+                subject: opened.subject.clone(),
+                status: Status::New,
+                priority: opened.priority,
+                channel: opened.channel,
+                requester: opened.requester.clone(),
+                assignee: None,
+                group: opened.group.clone(),
+                tags,
+                reply_count: 0,
+                created_at: at,
+                updated_at: at,
+            });
+        }
+        let mut after = before?.clone();
+        after.version = sequence;
+        after.updated_at = at;
+        match event {
+            TicketEvent::TicketOpened(_) => {}
+            TicketEvent::TicketStatusChanged(e) => after.status = e.to,
+            TicketEvent::TicketPriorityChanged(e) => after.priority = e.to,
+            TicketEvent::TicketAssigned(e) => {
+                after.assignee.clone_from(&e.assignee);
+                after.group.clone_from(&e.group);
+            }
+            TicketEvent::TagsChanged(e) => {
+                after.tags.retain(|tag| !e.removed.contains(tag));
+                after.tags.extend(e.added.iter().cloned());
+                after.tags.sort();
+                after.tags.dedup();
+            }
+            TicketEvent::ReplyAdded(e) => {
+                if e.visibility == Visibility::Public {
+                    after.reply_count += 1;
+                }
+            }
+        }
+        Some(after)
+    }
+
+    /// The ownership facts access decisions need.
+    pub fn facts(&self) -> TicketFacts<'_> {
+        TicketFacts {
+            requester_id: &self.requester.customer_id,
+            group: self.group.as_deref(),
+        }
+    }
+}
+
+/// One event as the real-time feed delivers it: the ticket before and after.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The event's global position (the resume point).
+    pub position: i64,
+    pub event_type: String,
+    /// An internal note: only those who may read internal notes learn of it.
+    pub internal: bool,
+    /// The ticket before the event (`None` for `TicketOpened`).
+    pub before: Option<TicketSummary>,
+    pub after: TicketSummary,
+}
+
+impl Update {
+    /// The update `event` makes to the ticket summarised by `before`.
+    pub fn of(before: Option<TicketSummary>, event: &StoredEvent) -> Option<Update> {
+        let after = TicketSummary::next(
+            before.as_ref(),
+            event.sequence,
+            event.recorded_at,
+            &event.event,
+        )?;
+        Some(Update {
+            position: event.global_position,
+            event_type: event.event_type.clone(),
+            internal: matches!(
+                &event.event,
+                TicketEvent::ReplyAdded(reply) if reply.visibility == Visibility::Internal
+            ),
+            before,
+            after,
+        })
+    }
+}
+
+/// Every update of one ticket's events (oldest first, the first being `TicketOpened`).
+pub fn updates_of(events: &[StoredEvent]) -> Vec<Update> {
+    let mut updates: Vec<Update> = Vec::with_capacity(events.len());
+    for event in events {
+        let before = updates.last().map(|update| update.after.clone());
+        if let Some(update) = Update::of(before, event) {
+            updates.push(update);
+        }
+    }
+    updates
+}
+
+/// A queue: the tickets matching every given condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFilter {
+    /// `me` (the caller), `none` (unassigned) or an agent id.
+    pub assignee: Option<String>,
+    /// A group, or `none` (no group).
+    pub group: Option<String>,
+    /// Any of these statuses.
+    #[serde(default)]
+    pub statuses: Vec<Status>,
+    /// Any of these priorities.
+    #[serde(default)]
+    pub priorities: Vec<Priority>,
+    /// All of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl QueueFilter {
+    /// Whether `ticket` is in the queue of `principal`.
+    pub fn matches(&self, ticket: &TicketSummary, principal: &Principal) -> bool {
+        let assignee_ok = match self.assignee.as_deref() {
+            None => true,
+            Some("none") => ticket.assignee.is_none(),
+            Some("me") => ticket.assignee.as_deref() == Some(principal.id.as_str()),
+            Some(id) => ticket.assignee.as_deref() == Some(id),
+        };
+        let group_ok = match self.group.as_deref() {
+            None => true,
+            Some("none") => ticket.group.is_none(),
+            Some(group) => ticket.group.as_deref() == Some(group),
+        };
+        assignee_ok
+            && group_ok
+            && (self.statuses.is_empty() || self.statuses.contains(&ticket.status))
+            && (self.priorities.is_empty() || self.priorities.contains(&ticket.priority))
+            && self.tags.iter().all(|tag| ticket.tags.contains(tag))
+    }
+}
+
+/// What a subscription follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One ticket.
+    Ticket(String),
+    /// A queue.
+    Queue(QueueFilter),
+}
+
+impl Target {
+    /// Whether `ticket` belongs to the target, as `principal` sees it under `scope`.
+    pub fn includes(
+        &self,
+        ticket: &TicketSummary,
+        principal: &Principal,
+        scope: AgentScope,
+    ) -> bool {
+        access::can_see(principal, scope, ticket.facts())
+            && match self {
+                Target::Ticket(id) => ticket.id == *id,
+                Target::Queue(filter) => filter.matches(ticket, principal),
+            }
+    }
+}

@@ -1,0 +1,455 @@
+//! The real-time feed end to end: the real `helpdesk up` process(es), real Postgres, real NATS,
+//! clients over WebSocket and SSE. No sleeps: every wait is for a message, with a deadline.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use helpdesk_tests::realtime::{SseClient, WsClient};
+use helpdesk_tests::{Product, postgres_server_url};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Commands over HTTP as one caller.
+struct Caller {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Caller {
+    async fn new(product: &Product, role: &str, sub: &str) -> Caller {
+        Caller {
+            base: product.url.clone(),
+            token: product.token(role, sub).await,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Value) -> Value {
+        let response = self
+            .client
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    /// Opens a ticket for `customer`; returns its id.
+    async fn open(&self, customer: &str, subject: &str) -> String {
+        let body = json!({"subject": subject, "description": "Details.", "channel": "web",
+                          "requester": {"customer_id": customer}});
+        let opened = self.send(Method::POST, "/tickets", body).await;
+        opened["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn priority(&self, ticket: &str, priority: &str) {
+        let body = json!({"priority": priority});
+        self.send(Method::PUT, &format!("/tickets/{ticket}/priority"), body)
+            .await;
+    }
+
+    async fn status(&self, ticket: &str, status: &str) {
+        let body = json!({"status": status});
+        self.send(Method::PUT, &format!("/tickets/{ticket}/status"), body)
+            .await;
+    }
+
+    async fn reply(&self, ticket: &str, text: &str, visibility: &str) {
+        let body = json!({"body": text, "visibility": visibility});
+        self.send(
+            Method::POST,
+            &format!("/tickets/{ticket}/interactions"),
+            body,
+        )
+        .await;
+    }
+}
+
+async fn product() -> (Product, String) {
+    product_with(&[]).await
+}
+
+async fn product_with(env: &[(&str, &str)]) -> (Product, String) {
+    let database = helpdesk_platform::db::scratch_database_url(&postgres_server_url())
+        .await
+        .unwrap();
+    let url = database.expose().to_owned();
+    (Product::start_with(&url, env).await, url)
+}
+
+/// (ticket id, version, event type) of an update message.
+fn key(update: &Value) -> (String, u64, String) {
+    (
+        update["ticket"]["id"].as_str().unwrap().to_owned(),
+        update["ticket"]["version"].as_u64().unwrap(),
+        update["event_type"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Reads messages until `count` updates arrived; returns them.
+async fn updates(client: &mut WsClient, count: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let message = client.next().await;
+        assert_ne!(message["type"], "resync", "{message}");
+        if message["type"] == "update" {
+            seen.push(message);
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_queue_subscriber_gets_the_push_for_a_command_and_a_left_when_the_ticket_leaves() {
+    let (product, _) = product().await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let mut client = WsClient::connect(&product.url, &agent.token).await;
+    client
+        .subscribe(json!({"id": "urgent-open", "queue": {"priorities": ["urgent"], "statuses": ["new", "open"]}}))
+        .await;
+
+    let ticket = agent.open("cust-1", "Printer on fire").await;
+    agent.priority(&ticket, "urgent").await;
+    let pushed = client.next_of("update").await;
+    assert_eq!(pushed["event_type"], "TicketPriorityChanged");
+    assert_eq!(pushed["subscriptions"], json!(["urgent-open"]));
+    let summary = &pushed["ticket"];
+    assert_eq!(summary["id"], ticket.as_str());
+    assert_eq!(summary["subject"], "Printer on fire");
+    assert_eq!(summary["priority"], "urgent");
+    assert_eq!(summary["status"], "new");
+    assert_eq!(summary["version"], 2);
+    assert_eq!(summary["requester"]["customer_id"], "cust-1");
+    assert!(pushed["position"].as_i64().unwrap() > 0);
+
+    agent.status(&ticket, "pending").await;
+    let left = client.next().await;
+    assert_eq!(left["type"], "left", "{left}");
+    assert_eq!(left["ticket_id"], ticket.as_str());
+    assert_eq!(left["subscriptions"], json!(["urgent-open"]));
+    assert!(left["position"].as_i64().unwrap() > pushed["position"].as_i64().unwrap());
+    product.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_exactly_the_missed_updates_in_order_then_live_ones() {
+    let (product, _) = product().await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let mut client = WsClient::connect(&product.url, &agent.token).await;
+    client.subscribe(json!({"id": "all", "queue": {}})).await;
+    let first = agent.open("cust-1", "First").await;
+    let seen = client.next_of("update").await;
+    let resume_at = seen["position"].as_i64().unwrap();
+    client.close().await;
+
+    // 100 commands while disconnected, over two tickets.
+    let second = agent.open("cust-2", "Second").await;
+    let mut expected = vec![(second.clone(), 1, "TicketOpened".to_owned())];
+    let mut versions = std::collections::HashMap::from([(first.clone(), 1), (second.clone(), 1)]);
+    let mut priorities = std::collections::HashMap::new();
+    for turn in 0..99 {
+        let ticket = if turn % 2 == 0 { &first } else { &second };
+        let kind = if turn % 3 == 0 {
+            agent
+                .reply(ticket, &format!("reply {turn}"), "public")
+                .await;
+            "ReplyAdded"
+        } else {
+            let priority = priorities.entry(ticket.clone()).or_insert("low");
+            *priority = if *priority == "high" { "low" } else { "high" };
+            agent.priority(ticket, priority).await;
+            "TicketPriorityChanged"
+        };
+        let version = versions.get_mut(ticket).unwrap();
+        *version += 1;
+        expected.push((ticket.clone(), *version, kind.to_owned()));
+    }
+    assert_eq!(expected.len(), 100);
+
+    let mut client = WsClient::connect(&product.url, &agent.token).await;
+    let (replayed, _) = client
+        .subscribe(json!({"id": "all", "queue": {}, "since": resume_at}))
+        .await;
+    let mut received: Vec<Value> = replayed;
+    let live_needed = 100 - received.len();
+    received.extend(updates(&mut client, live_needed).await);
+    let keys: Vec<_> = received.iter().map(key).collect();
+    assert_eq!(keys, expected, "exactly the missed updates, in order");
+    let positions: Vec<i64> = received
+        .iter()
+        .map(|m| m["position"].as_i64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    assert!(positions[0] > resume_at);
+
+    agent.status(&first, "open").await;
+    let live = client.next_of("update").await;
+    assert_eq!(
+        key(&live),
+        (
+            first.clone(),
+            versions[&first] + 1,
+            "TicketStatusChanged".to_owned()
+        )
+    );
+    assert!(live["position"].as_i64().unwrap() > *positions.last().unwrap());
+    product.stop().await;
+}
+
+#[tokio::test]
+async fn sse_carries_the_position_as_event_id_and_resumes_from_last_event_id() {
+    let (product, _) = product().await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let ticket = agent.open("cust-1", "Invoice wrong").await;
+    let (status, stream) = SseClient::open(
+        &product.url,
+        &agent.token,
+        &format!("ticket={ticket}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut stream = stream.unwrap();
+    assert_eq!(stream.next().await.event, "subscribed");
+    agent.priority(&ticket, "high").await;
+    // The opening may still arrive live if the feed had not seen it at connect time.
+    let event = loop {
+        let event = stream.next().await;
+        if event.event == "update" && event.data["event_type"] == "TicketPriorityChanged" {
+            break event;
+        }
+    };
+    let position = event.data["position"].as_i64().unwrap();
+    assert_eq!(event.id, Some(position.to_string()));
+    assert_eq!(event.data["ticket"]["priority"], "high");
+    drop(stream);
+
+    agent.reply(&ticket, "We are on it.", "public").await;
+    agent.priority(&ticket, "low").await;
+    let (_, stream) = SseClient::open(
+        &product.url,
+        &agent.token,
+        &format!("ticket={ticket}"),
+        Some(position),
+    )
+    .await;
+    let mut stream = stream.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let event = stream.next().await;
+        if event.event == "update" {
+            kinds.push(event.data["event_type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(kinds, ["ReplyAdded", "TicketPriorityChanged"]);
+
+    let (status, _) =
+        SseClient::open(&product.url, &agent.token, "ticket=not-a-ticket", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = SseClient::open(&product.url, &agent.token, "status=bogus", None).await;
+    assert_eq!(status, 400);
+    product.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_feed_never_carries_another_customers_ticket_or_an_internal_note() {
+    let (product, _) = product().await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let alice = Caller::new(&product, "customer", "alice").await;
+    let mut live = WsClient::connect(&product.url, &alice.token).await;
+    // An empty queue filter matches every ticket: only access rules keep others out.
+    live.subscribe(json!({"id": "everything", "queue": {}}))
+        .await;
+    let (_, sse) = SseClient::open(&product.url, &alice.token, "", None).await;
+    let mut sse = sse.unwrap();
+
+    let mine = alice.open("alice", "My order").await;
+    let theirs = agent.open("bob", "Bob's order, same words: My order").await;
+    agent.reply(&theirs, "Bob's reply", "public").await;
+    agent
+        .reply(&mine, "Secret internal note about alice", "internal")
+        .await;
+    agent.reply(&mine, "Public answer", "public").await;
+    // The last command is public on alice's ticket: once it arrived, everything before it has
+    // been routed too.
+    let pushed = updates(&mut live, 2).await;
+    let (after, _) = WsClient::connect(&product.url, &alice.token)
+        .await
+        .subscribe(json!({"id": "resumed", "queue": {}, "since": 0}))
+        .await;
+    let mut from_sse = Vec::new();
+    while from_sse.len() < 2 {
+        let event = sse.next().await;
+        if event.event == "update" {
+            from_sse.push(event.data);
+        }
+    }
+    for feed in [&pushed, &after, &from_sse] {
+        let keys: Vec<_> = feed.iter().map(key).collect();
+        assert_eq!(
+            keys,
+            [
+                (mine.clone(), 1, "TicketOpened".to_owned()),
+                (mine.clone(), 3, "ReplyAdded".to_owned()),
+            ],
+            "only alice's ticket, and not the internal note"
+        );
+        let text = serde_json::to_string(feed).unwrap();
+        assert!(!text.contains("Secret") && !text.contains("bob"), "{text}");
+    }
+    live.send(json!({"type": "subscribe", "id": "peek", "ticket": theirs}))
+        .await;
+    let refused = live.next_of("error").await;
+    assert_eq!(refused["id"], "peek");
+    assert_eq!(refused["detail"], "no such ticket");
+    let (status, _) = SseClient::open(
+        &product.url,
+        &alice.token,
+        &format!("ticket={theirs}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    live.send(json!({"type": "presence", "ticket": mine, "state": "viewing"}))
+        .await;
+    assert_eq!(live.next_of("error").await["id"], Value::Null);
+    product.stop().await;
+}
+
+/// A metric's value from a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
+    let (product, _) = product_with(&[
+        ("HELPDESK_REALTIME_BUFFER", "16"),
+        ("HELPDESK_SOCKET_SEND_BUFFER", "16384"),
+    ])
+    .await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let metrics = || async {
+        reqwest::get(format!("{}/metrics", product.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let mut slow = WsClient::connect_with_small_buffer(&product.url, &agent.token).await;
+    slow.subscribe(json!({"id": "all", "queue": {}})).await;
+    let mut fast = WsClient::connect(&product.url, &agent.token).await;
+    fast.subscribe(json!({"id": "all", "queue": {}})).await;
+    let reader = tokio::spawn(async move {
+        let mut versions = Vec::new();
+        loop {
+            let message = fast.next().await;
+            assert_ne!(
+                message["type"], "resync",
+                "the reading client is never dropped"
+            );
+            if message["type"] == "update" {
+                let version = message["ticket"]["version"].as_u64().unwrap();
+                versions.push(version);
+                if message["event_type"] == "TicketStatusChanged" {
+                    return versions;
+                }
+            }
+        }
+    });
+
+    let subject = "A long subject that makes every pushed summary a little heavier ".repeat(3);
+    let ticket = agent.open("cust-1", subject.trim()).await;
+    let mut commands = 1;
+    let priorities = ["high", "low"];
+    while metric(&metrics().await, "helpdesk_realtime_dropped_connections") == 0 {
+        assert!(commands < 3_000, "the slow client was never dropped");
+        for _ in 0..25 {
+            agent.priority(&ticket, priorities[commands % 2]).await;
+            commands += 1;
+        }
+    }
+    agent.status(&ticket, "open").await;
+    commands += 1;
+    let versions = reader.await.unwrap();
+    assert_eq!(
+        versions,
+        (1..=commands as u64).collect::<Vec<_>>(),
+        "the reading client got every update while the other was dropped"
+    );
+    let text = metrics().await;
+    assert_eq!(metric(&text, "helpdesk_realtime_dropped_connections"), 1);
+    assert!(metric(&text, "helpdesk_realtime_connections") <= 1);
+    // What the silent client finds when it finally reads: a bounded backlog, then the end.
+    let mut backlog = 0;
+    while let Some(message) = slow.receive().await {
+        backlog += 1;
+        assert!(backlog < commands, "{message}");
+    }
+    product.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_each_deliver_every_update_and_share_presence() {
+    let (first, database) = product().await;
+    let second = Product::start_beside(
+        &first,
+        &database,
+        &[("HELPDESK_RELAY", "off"), ("HELPDESK_PROJECTORS", "off")],
+    )
+    .await;
+    let agent = Caller::new(&first, "agent", "agent-7").await;
+    let other_agent = Caller::new(&second, "agent", "agent-9").await;
+    let ticket = agent.open("cust-1", "Shared").await;
+    let mut on_first = WsClient::connect(&first.url, &agent.token).await;
+    let mut on_second = WsClient::connect(&second.url, &other_agent.token).await;
+    on_first
+        .subscribe(json!({"id": "t", "ticket": ticket}))
+        .await;
+    on_second
+        .subscribe(json!({"id": "t", "ticket": ticket}))
+        .await;
+
+    // Commands through either instance reach clients of both.
+    agent.priority(&ticket, "high").await;
+    other_agent
+        .reply(&ticket, "Seen from the second", "public")
+        .await;
+    for client in [&mut on_first, &mut on_second] {
+        let keys: Vec<_> = updates(client, 2).await.iter().map(key).collect();
+        assert_eq!(
+            keys,
+            [
+                (ticket.clone(), 2, "TicketPriorityChanged".to_owned()),
+                (ticket.clone(), 3, "ReplyAdded".to_owned()),
+            ]
+        );
+    }
+
+    // Presence announced on one instance shows on the other, and goes when the client does.
+    on_first
+        .send(json!({"type": "presence", "ticket": ticket, "state": "replying"}))
+        .await;
+    let viewers = loop {
+        let message = on_second.next_of("presence").await;
+        if message["viewers"] != json!([]) {
+            break message["viewers"].clone();
+        }
+    };
+    assert_eq!(viewers, json!([{"agent": "agent-7", "state": "replying"}]));
+    on_first.close().await;
+    let gone = on_second.next_of("presence").await;
+    assert_eq!(gone["ticket"], ticket.as_str());
+    assert_eq!(gone["viewers"], json!([]));
+    second.stop().await;
+    first.stop().await;
+}
