@@ -453,3 +453,33 @@ async fn two_instances_each_deliver_every_update_and_share_presence() {
     second.stop().await;
     first.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_further_behind_than_the_replay_limit_is_told_to_resync_and_goes_live() {
+    let (product, _) = product_with(&[("HELPDESK_REALTIME_REPLAY_LIMIT", "5")]).await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let ticket = agent.open("cust-1", "Busy ticket").await;
+    let mut client = WsClient::connect(&product.url, &agent.token).await;
+    client.subscribe(json!({"id": "t", "ticket": ticket})).await;
+    agent.priority(&ticket, "high").await;
+    let resume_at = client.next_of("update").await["position"].as_i64().unwrap();
+    // Stays connected, so we know when the instance's feed has passed the six commands.
+    let mut watcher = client;
+    for priority in ["low", "high", "low", "high", "low", "high"] {
+        agent.priority(&ticket, priority).await;
+    }
+    assert_eq!(updates(&mut watcher, 6).await[5]["ticket"]["version"], 8);
+
+    let mut client = WsClient::connect(&product.url, &agent.token).await;
+    let (before, _) = client
+        .subscribe(json!({"id": "t", "ticket": ticket, "since": resume_at}))
+        .await;
+    let kinds: Vec<&str> = before.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["resync"], "{before:?}");
+    assert_eq!(before[0]["id"], "t");
+    agent.status(&ticket, "open").await;
+    let live = client.next_of("update").await;
+    assert_eq!(live["event_type"], "TicketStatusChanged");
+    assert_eq!(live["ticket"]["version"], 9);
+    product.stop().await;
+}

@@ -386,3 +386,168 @@ fn route<'a>(
     }
     messages
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::Utc;
+    use helpdesk_domain::ticket::{Channel, Priority, Requester, Status};
+
+    use super::*;
+    use crate::realtime::summary::QueueFilter;
+
+    fn principal(id: &str, role: Role, groups: &[&str]) -> Principal {
+        Principal {
+            id: id.into(),
+            role,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            customer_id: (role == Role::Customer).then(|| id.to_owned()),
+        }
+    }
+
+    fn ticket(group: Option<&str>, status: Status) -> TicketSummary {
+        TicketSummary {
+            id: "t-1".into(),
+            version: 1,
+            subject: "Printer".into(),
+            status,
+            priority: Priority::Normal,
+            channel: Channel::Web,
+            requester: Requester {
+                customer_id: "alice".into(),
+                name: None,
+                email: None,
+            },
+            assignee: None,
+            group: group.map(str::to_owned),
+            tags: Vec::new(),
+            reply_count: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn update(before: TicketSummary, after: TicketSummary, internal: bool) -> Update {
+        Update {
+            position: 10,
+            event_type: "Something".into(),
+            internal,
+            before: Some(before),
+            after,
+        }
+    }
+
+    fn subscriptions(targets: &[(&str, Target)]) -> BTreeMap<String, Subscription> {
+        targets
+            .iter()
+            .map(|(id, target)| {
+                let subscription = Subscription {
+                    target: target.clone(),
+                    delivered_through: 0,
+                };
+                ((*id).to_owned(), subscription)
+            })
+            .collect()
+    }
+
+    fn kinds(messages: &[ServerMessage]) -> Vec<(&'static str, Vec<String>)> {
+        messages
+            .iter()
+            .map(|message| match message {
+                ServerMessage::Update { subscriptions, .. } => ("update", subscriptions.clone()),
+                ServerMessage::Left { subscriptions, .. } => ("left", subscriptions.clone()),
+                _ => ("other", Vec::new()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_update_names_every_matching_subscription_and_a_left_names_the_ones_it_dropped_out_of() {
+        let agent = principal("agent-7", Role::Agent, &[]);
+        let open = QueueFilter {
+            statuses: vec![Status::New, Status::Open],
+            ..QueueFilter::default()
+        };
+        let subs = subscriptions(&[
+            ("all", Target::Queue(QueueFilter::default())),
+            ("open", Target::Queue(open)),
+            ("this", Target::Ticket("t-1".into())),
+            ("other", Target::Ticket("t-2".into())),
+        ]);
+        let pending = update(
+            ticket(None, Status::Open),
+            ticket(None, Status::Pending),
+            false,
+        );
+        let messages = route(&agent, AgentScope::All, &pending, subs.iter());
+        assert_eq!(
+            kinds(&messages),
+            [
+                ("update", vec!["all".to_owned(), "this".to_owned()]),
+                ("left", vec!["open".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn internal_notes_reach_staff_only_and_customers_only_their_own_tickets() {
+        let subs = subscriptions(&[("all", Target::Queue(QueueFilter::default()))]);
+        let note = update(ticket(None, Status::Open), ticket(None, Status::Open), true);
+        let alice = principal("alice", Role::Customer, &[]);
+        let bob = principal("bob", Role::Customer, &[]);
+        let auditor = principal("audit-1", Role::Auditor, &[]);
+        assert!(route(&alice, AgentScope::All, &note, subs.iter()).is_empty());
+        assert_eq!(
+            route(&auditor, AgentScope::All, &note, subs.iter()).len(),
+            1
+        );
+        let public = update(
+            ticket(None, Status::Open),
+            ticket(None, Status::Pending),
+            false,
+        );
+        assert_eq!(
+            route(&alice, AgentScope::All, &public, subs.iter()).len(),
+            1
+        );
+        assert!(route(&bob, AgentScope::All, &public, subs.iter()).is_empty());
+    }
+
+    #[test]
+    fn a_group_scoped_agent_sees_a_ticket_leave_when_it_moves_to_another_group() {
+        let agent = principal("agent-7", Role::Agent, &["billing"]);
+        let subs = subscriptions(&[("mine", Target::Ticket("t-1".into()))]);
+        let moved = update(
+            ticket(Some("billing"), Status::Open),
+            ticket(Some("legal"), Status::Open),
+            false,
+        );
+        let messages = route(&agent, AgentScope::Groups, &moved, subs.iter());
+        assert_eq!(kinds(&messages), [("left", vec!["mine".to_owned()])]);
+        assert_eq!(
+            kinds(&route(&agent, AgentScope::All, &moved, subs.iter())),
+            [("update", vec!["mine".to_owned()])]
+        );
+    }
+
+    #[test]
+    fn updates_at_or_before_a_resume_point_ahead_of_the_instance_are_not_repeated() {
+        let agent = principal("agent-7", Role::Agent, &[]);
+        let mut subs = subscriptions(&[("all", Target::Queue(QueueFilter::default()))]);
+        if let Some(subscription) = subs.get_mut("all") {
+            subscription.delivered_through = 10;
+        }
+        let seen = update(
+            ticket(None, Status::Open),
+            ticket(None, Status::Open),
+            false,
+        );
+        assert!(route(&agent, AgentScope::All, &seen, subs.iter()).is_empty());
+        let next = Update {
+            position: 11,
+            ..seen
+        };
+        assert_eq!(route(&agent, AgentScope::All, &next, subs.iter()).len(), 1);
+    }
+}
