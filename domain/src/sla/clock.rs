@@ -25,10 +25,22 @@ pub fn add_business_minutes(
     start: DateTime<Utc>,
     minutes: u32,
 ) -> Result<DateTime<Utc>, ClockError> {
-    if minutes == 0 {
-        return Ok(start);
+    add_business_time(calendar, start, TimeDelta::minutes(i64::from(minutes)))
+        .ok_or(ClockError::BeyondHorizon { minutes })
+}
+
+/// [`add_business_minutes`] for an exact duration: the instant at which `target` business time
+/// has elapsed after `start`, or `None` beyond [`HORIZON_DAYS`]. A zero or negative `target`
+/// returns `start`. The SLA engine needs it because time left on a paused clock is not a whole
+/// number of minutes.
+pub(crate) fn add_business_time(
+    calendar: &Calendar,
+    start: DateTime<Utc>,
+    target: TimeDelta,
+) -> Option<DateTime<Utc>> {
+    if target <= TimeDelta::zero() {
+        return Some(start);
     }
-    let target = TimeDelta::minutes(i64::from(minutes));
     let horizon = start
         .checked_add_signed(TimeDelta::days(HORIZON_DAYS))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -47,7 +59,6 @@ pub fn add_business_minutes(
         }
     };
     due.filter(|due| *due <= horizon)
-        .ok_or(ClockError::BeyondHorizon { minutes })
 }
 
 /// The business time elapsed in `[from, to)`, exact to the nanosecond; zero if `to <= from`.

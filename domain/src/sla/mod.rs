@@ -32,20 +32,31 @@
 //!   [`Calendar::validate`] still has one meaning (the union of its intervals), but callers
 //!   should validate calendars when they accept them.
 //!
-//! What does *not* live here: SLA policies (which target applies to which ticket), pausing the
-//! clock while a ticket waits on the customer, and breach events.
+//! On top of the clock: [`policy`] (which target applies to which ticket, as an event-sourced
+//! aggregate with versions) and [`engine`] (a ticket's clocks as metric events: activated,
+//! paused, resumed, retargeted, fulfilled, breached, withdrawn). The decisions behind both are
+//! in `docs/adr/0008-sla-clock-and-engine.md`.
 
 mod calendar;
 mod clock;
+pub mod engine;
 mod errors;
+mod metric;
 mod periods;
+pub mod policy;
 mod wall_time;
 
 pub use calendar::{BusinessHours, Calendar, Interval, WeeklyHours};
 pub use clock::{
     HORIZON_DAYS, add_business_minutes, business_minutes_between, business_time_between,
 };
+pub use engine::{SlaEngineError, SlaEvent, TicketSla};
 pub use errors::{CalendarError, ClockError, WallTimeError};
+pub use metric::SlaMetric;
+pub use policy::{
+    AppliesTo, MetricTargets, PolicyRef, PriorityTargets, SlaPolicy, SlaPolicyCommand,
+    SlaPolicyDefinition, SlaPolicyError, SlaPolicyEvent, select_policy,
+};
 pub use wall_time::WallTime;
 
 #[cfg(test)]

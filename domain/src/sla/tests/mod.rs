@@ -1,8 +1,10 @@
-//! Specifications of the SLA clock. Every calendar is spelled out as the JSON an API would
-//! receive, so the tests double as examples of the wire shape.
+//! Specifications of the SLA clock, policies and engine. Every calendar is spelled out as the
+//! JSON an API would receive, so the tests double as examples of the wire shape.
 
 mod dst;
+mod engine;
 mod examples;
+mod policy;
 mod properties;
 mod wire;
 
