@@ -11,6 +11,7 @@
 pub mod dead_letters;
 pub mod rebuild;
 pub mod runtime;
+pub mod sla;
 pub mod ticket_summary;
 
 use async_trait::async_trait;
