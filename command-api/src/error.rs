@@ -42,6 +42,10 @@ pub enum ApiError {
     IdempotencyKeyInFlight,
     #[error(transparent)]
     Domain(#[from] TicketError),
+    #[error("no SLA policy has this id")]
+    PolicyNotFound,
+    #[error("the SLA policy already has this definition")]
+    PolicyUnchanged,
     /// Something on our side failed; the cause is logged, the client sees an opaque 500.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -69,6 +73,12 @@ impl ApiError {
                 (S::NOT_FOUND, "ticket-not-found", "Ticket not found")
             }
             ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),
+            ApiError::PolicyNotFound => {
+                (S::NOT_FOUND, "sla-policy-not-found", "SLA policy not found")
+            }
+            ApiError::PolicyUnchanged => {
+                (S::UNPROCESSABLE_ENTITY, "no-change", "Nothing to change")
+            }
             ApiError::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",

@@ -29,7 +29,11 @@ pub struct Written {
 }
 
 /// The metadata every event of this command carries (invariant 6).
-fn metadata(actor: &Actor, context: &RequestContext, command: &str) -> HashMap<String, String> {
+pub(crate) fn metadata(
+    actor: &Actor,
+    context: &RequestContext,
+    command: &str,
+) -> HashMap<String, String> {
     HashMap::from([
         ("actor_id".to_owned(), actor.id.clone()),
         ("actor_role".to_owned(), actor.role.as_str().to_owned()),

@@ -64,6 +64,7 @@ every problem type and every validation rule.",
         (name = "operations", description = "Health, readiness, metrics and pipeline status"),
         (name = "audit", description = "The global event feed"),
         (name = "search", description = "Find tickets"),
+        (name = "sla", description = "SLA policies and reports"),
         (name = "realtime", description = "Live ticket updates and presence over WebSocket and SSE"),
     )
 )]
@@ -101,6 +102,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
     routes::tickets::routes()
         .merge(routes::health::routes())
         .merge(routes::search_admin::routes())
+        .merge(routes::sla_policies::routes())
 }
 
 /// Builds the whole HTTP app: the command routes, `extra` (the read routes), `/metrics`,

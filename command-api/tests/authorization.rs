@@ -81,6 +81,9 @@ struct Row {
 
 fn table() -> Vec<Row> {
     let internal = json!({"body": "internal note", "visibility": "internal"});
+    let policy = json!({"name": "Standard", "position": 1,
+                        "targets": {"normal": {"first_reply": 60}},
+                        "calendar": {"kind": "always"}});
     vec![
         Row {
             method: Method::GET,
@@ -138,6 +141,28 @@ fn table() -> Vec<Row> {
             query: "?ticket={id}",
             body: None,
             expected: [200, 404, 200, 200, 200, 200],
+        },
+        Row {
+            method: Method::POST,
+            path: "/api/v1/sla-policies",
+            query: "",
+            body: Some(policy.clone()),
+            expected: [403, 403, 403, 201, 403, 201],
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/sla-policies",
+            query: "",
+            body: None,
+            expected: [403, 403, 403, 200, 200, 200],
+        },
+        Row {
+            method: Method::PUT,
+            // `{id}` is a ticket id here: no such policy, once past the role check.
+            path: "/api/v1/sla-policies/{id}",
+            query: "",
+            body: Some(policy),
+            expected: [403, 403, 403, 404, 403, 404],
         },
         Row {
             method: Method::GET,

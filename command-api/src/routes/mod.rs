@@ -4,4 +4,5 @@ pub mod health;
 pub mod requests;
 pub mod responses;
 pub mod search_admin;
+pub mod sla_policies;
 pub mod tickets;
