@@ -144,8 +144,8 @@ impl Metrics {
             realtime_dropped.clone(),
         );
         registry.register(
-            "realtime_position",
-            "Global position of the last event this instance's real-time feed pushed",
+            "realtime_cursor",
+            "Events-stream sequence of the last message this instance's real-time feed handled",
             realtime_position.clone(),
         );
         Metrics {
@@ -212,11 +212,11 @@ impl Metrics {
     }
 
     /// Records the real-time feed's counters (read at scrape time).
-    pub fn record_realtime(&self, stats: RealtimeStats, position: i64) {
+    pub fn record_realtime(&self, stats: RealtimeStats, cursor: u64) {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.realtime_connections.set(count(stats.open));
         self.realtime_dropped.set(count(stats.dropped));
-        self.realtime_position.set(position);
+        self.realtime_position.set(count(cursor));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -283,7 +283,7 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
     if let Some(realtime) = &state.realtime {
         state
             .metrics
-            .record_realtime(realtime.stats(), realtime.position());
+            .record_realtime(realtime.stats(), realtime.cursor());
     }
     match state.metrics.render() {
         Ok(text) => {

@@ -65,8 +65,8 @@ impl WsClient {
     }
 
     /// Subscribes and waits for the acknowledgement; returns the messages before it (the
-    /// replay, when `since` was given) and the acknowledged position.
-    pub async fn subscribe(&mut self, subscription: Value) -> (Vec<Value>, i64) {
+    /// replay, when `since` was given) and the acknowledged cursor.
+    pub async fn subscribe(&mut self, subscription: Value) -> (Vec<Value>, u64) {
         let id = subscription["id"].as_str().expect("an id").to_owned();
         let mut message = subscription;
         message["type"] = Value::from("subscribe");
@@ -75,7 +75,7 @@ impl WsClient {
         loop {
             let next = self.next().await;
             if next["type"] == "subscribed" && next["id"] == id.as_str() {
-                return (before, next["position"].as_i64().expect("a position"));
+                return (before, next["cursor"].as_u64().expect("a cursor"));
             }
             assert_ne!(next["type"], "error", "subscription refused: {next}");
             before.push(next);
@@ -141,7 +141,7 @@ impl SseClient {
         base: &str,
         token: &str,
         query: &str,
-        last_event_id: Option<i64>,
+        last_event_id: Option<u64>,
     ) -> (u16, Option<SseClient>) {
         let mut request = reqwest::Client::new()
             .get(format!("{base}/api/v1/realtime/sse?{query}"))

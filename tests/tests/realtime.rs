@@ -134,13 +134,14 @@ async fn a_queue_subscriber_gets_the_push_for_a_command_and_a_left_when_the_tick
     assert_eq!(summary["version"], 2);
     assert_eq!(summary["requester"]["customer_id"], "cust-1");
     assert!(pushed["position"].as_i64().unwrap() > 0);
+    assert!(pushed["cursor"].as_u64().unwrap() > 0);
 
     agent.status(&ticket, "pending").await;
     let left = client.next().await;
     assert_eq!(left["type"], "left", "{left}");
     assert_eq!(left["ticket_id"], ticket.as_str());
     assert_eq!(left["subscriptions"], json!(["urgent-open"]));
-    assert!(left["position"].as_i64().unwrap() > pushed["position"].as_i64().unwrap());
+    assert!(left["cursor"].as_u64().unwrap() > pushed["cursor"].as_u64().unwrap());
     product.stop().await;
 }
 
@@ -152,7 +153,7 @@ async fn a_reconnecting_client_gets_exactly_the_missed_updates_in_order_then_liv
     client.subscribe(json!({"id": "all", "queue": {}})).await;
     let first = agent.open("cust-1", "First").await;
     let seen = client.next_of("update").await;
-    let resume_at = seen["position"].as_i64().unwrap();
+    let resume_at = seen["cursor"].as_u64().unwrap();
     client.close().await;
 
     // 100 commands while disconnected, over two tickets.
@@ -188,12 +189,12 @@ async fn a_reconnecting_client_gets_exactly_the_missed_updates_in_order_then_liv
     received.extend(updates(&mut client, live_needed).await);
     let keys: Vec<_> = received.iter().map(key).collect();
     assert_eq!(keys, expected, "exactly the missed updates, in order");
-    let positions: Vec<i64> = received
+    let cursors: Vec<u64> = received
         .iter()
-        .map(|m| m["position"].as_i64().unwrap())
+        .map(|m| m["cursor"].as_u64().unwrap())
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]));
-    assert!(positions[0] > resume_at);
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]));
+    assert!(cursors[0] > resume_at);
 
     agent.status(&first, "open").await;
     let live = client.next_of("update").await;
@@ -205,12 +206,12 @@ async fn a_reconnecting_client_gets_exactly_the_missed_updates_in_order_then_liv
             "TicketStatusChanged".to_owned()
         )
     );
-    assert!(live["position"].as_i64().unwrap() > *positions.last().unwrap());
+    assert!(live["cursor"].as_u64().unwrap() > *cursors.last().unwrap());
     product.stop().await;
 }
 
 #[tokio::test]
-async fn sse_carries_the_position_as_event_id_and_resumes_from_last_event_id() {
+async fn sse_carries_the_cursor_as_event_id_and_resumes_from_last_event_id() {
     let (product, _) = product().await;
     let agent = Caller::new(&product, "agent", "agent-7").await;
     let ticket = agent.open("cust-1", "Invoice wrong").await;
@@ -232,8 +233,8 @@ async fn sse_carries_the_position_as_event_id_and_resumes_from_last_event_id() {
             break event;
         }
     };
-    let position = event.data["position"].as_i64().unwrap();
-    assert_eq!(event.id, Some(position.to_string()));
+    let cursor = event.data["cursor"].as_u64().unwrap();
+    assert_eq!(event.id, Some(cursor.to_string()));
     assert_eq!(event.data["ticket"]["priority"], "high");
     drop(stream);
 
@@ -243,7 +244,7 @@ async fn sse_carries_the_position_as_event_id_and_resumes_from_last_event_id() {
         &product.url,
         &agent.token,
         &format!("ticket={ticket}"),
-        Some(position),
+        Some(cursor),
     )
     .await;
     let mut stream = stream.unwrap();
@@ -470,8 +471,8 @@ async fn a_client_further_behind_than_the_replay_limit_is_told_to_resync_and_goe
     let mut client = WsClient::connect(&product.url, &agent.token).await;
     client.subscribe(json!({"id": "t", "ticket": ticket})).await;
     agent.priority(&ticket, "high").await;
-    let resume_at = updates_after(&mut client, 1, 1).await[0]["position"]
-        .as_i64()
+    let resume_at = updates_after(&mut client, 1, 1).await[0]["cursor"]
+        .as_u64()
         .unwrap();
     // Stays connected, so we know when the instance's feed has passed the six commands.
     let mut watcher = client;
@@ -491,5 +492,60 @@ async fn a_client_further_behind_than_the_replay_limit_is_told_to_resync_and_goe
     let live = client.next_of("update").await;
     assert_eq!(live["event_type"], "TicketStatusChanged");
     assert_eq!(live["ticket"]["version"], 9);
+    product.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_reach_a_subscriber_once_each_and_a_replay_repeats_the_same_order() {
+    let (product, _) = product().await;
+    let agent = std::sync::Arc::new(Caller::new(&product, "agent", "agent-7").await);
+    let mut live = WsClient::connect(&product.url, &agent.token).await;
+    let (_, start) = live.subscribe(json!({"id": "all", "queue": {}})).await;
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let agent = agent.clone();
+            tokio::spawn(async move {
+                let ticket = agent.open("cust-1", &format!("Writer {writer}")).await;
+                for turn in 0..15 {
+                    let priority = if turn % 2 == 0 { "high" } else { "low" };
+                    agent.priority(&ticket, priority).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let pushed = updates(&mut live, 8 * 16).await;
+    let keys: Vec<_> = pushed.iter().map(key).collect();
+    let distinct: std::collections::BTreeSet<_> = keys.iter().cloned().collect();
+    assert_eq!(distinct.len(), keys.len(), "no update twice");
+    let mut by_ticket: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (ticket, version, _) in &keys {
+        by_ticket.entry(ticket.clone()).or_default().push(*version);
+    }
+    assert_eq!(by_ticket.len(), 8);
+    for versions in by_ticket.values() {
+        assert_eq!(
+            *versions,
+            (1..=16).collect::<Vec<u64>>(),
+            "each ticket in order"
+        );
+    }
+    let (replayed, _) = WsClient::connect(&product.url, &agent.token)
+        .await
+        .subscribe(json!({"id": "again", "queue": {}, "since": start}))
+        .await;
+    let cursors = |messages: &[Value]| -> Vec<(u64, (String, u64, String))> {
+        messages
+            .iter()
+            .map(|m| (m["cursor"].as_u64().unwrap(), key(m)))
+            .collect()
+    };
+    assert_eq!(
+        cursors(&replayed),
+        cursors(&pushed),
+        "a replay is the live feed again"
+    );
     product.stop().await;
 }

@@ -1,5 +1,9 @@
 //! The instance's own reading of the event stream: an ordered, ephemeral JetStream consumer
 //! from which every ticket event becomes an [`Update`] broadcast to this instance's sessions.
+//!
+//! The feed's order is the stream's: the relay publishes in `(tx_id, global_position)` order,
+//! which is not `global_position` order, so the stream sequence (the `cursor`) is what orders,
+//! deduplicates and resumes the feed, never the position.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,43 +23,24 @@ use crate::tickets::events::{self, StoredEvent};
 /// Pause before re-creating the consumer after it failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Where the feed starts: the stream sequence to read next and the global position of the
-/// last event before it (0 for an empty stream).
+/// Where the feed starts: the stream sequence of the last message already in the stream (0
+/// for an empty stream); the feed delivers what comes after it.
 pub(super) struct Start {
-    pub next_sequence: u64,
-    pub position: i64,
+    pub cursor: u64,
 }
 
 /// The tail of the events stream now.
 pub(super) async fn tail(js: &jetstream::Context, prefix: &str) -> Result<Start, String> {
     let mut stream = ensure_events_stream(js, prefix).await?;
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .last_sequence;
-    if last == 0 {
-        return Ok(Start {
-            next_sequence: 1,
-            position: 0,
-        });
-    }
-    let message = stream
-        .get_raw_message(last)
-        .await
-        .map_err(|e| format!("cannot read the stream's last message: {e}"))?;
-    let envelope: EventEnvelope = serde_json::from_slice(&message.payload)
-        .map_err(|e| format!("the stream's last message is not an event envelope: {e}"))?;
+    let info = stream.info().await.map_err(|e| e.to_string())?;
     Ok(Start {
-        next_sequence: last + 1,
-        position: envelope.global_position,
+        cursor: info.state.last_sequence,
     })
 }
 
 /// Reads the stream from `start` forever, broadcasting each ticket event once, in order.
 pub(super) async fn run(inner: Arc<Inner>, js: jetstream::Context, start: Start) {
-    let mut next = start.next_sequence;
+    let mut next = start.cursor + 1;
     let mut cache = SummaryCache::new(inner.settings.summary_cache);
     loop {
         if let Err(error) = follow(&inner, &js, &mut next, &mut cache).await {
@@ -86,25 +71,28 @@ async fn follow(
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| e.to_string())?;
-        if let Ok(info) = message.info() {
-            *next = info.stream_sequence + 1;
+        let cursor = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if cursor <= inner.cursor() {
+            continue; // already delivered (a consumer re-created from an older sequence)
         }
+        *next = cursor + 1;
         let envelope: EventEnvelope = match serde_json::from_slice(&message.payload) {
             Ok(envelope) => envelope,
             Err(error) => {
-                tracing::warn!(%error, "skipping a message that is not an event envelope");
+                tracing::warn!(%error, cursor, "skipping a message that is not an event envelope");
+                inner.advance(cursor);
                 continue;
             }
         };
-        if envelope.global_position <= inner.position() {
-            continue; // a republished event this feed already delivered
-        }
         match cache.update(&inner.pool, &envelope).await {
-            Ok(Some(update)) => inner.publish(update),
-            Ok(None) => inner.advance(envelope.global_position),
+            Ok(Some(mut update)) => {
+                update.cursor = cursor;
+                inner.publish(update);
+            }
+            Ok(None) => inner.advance(cursor),
             Err(error) => {
-                tracing::warn!(%error, position = envelope.global_position, "cannot summarise an event; it is not pushed");
-                inner.advance(envelope.global_position);
+                tracing::warn!(%error, cursor, "cannot summarise an event; it is not pushed");
+                inner.advance(cursor);
             }
         }
     }

@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use helpdesk_schemas::{EventEnvelope, events_stream_name, events_subject_root};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
@@ -79,6 +82,7 @@ pub struct Realtime {
 
 pub(crate) struct Inner {
     pool: PgPool,
+    js: async_nats::jetstream::Context,
     settings: RealtimeSettings,
     live: Mutex<Live>,
     presence: Presence,
@@ -87,10 +91,10 @@ pub(crate) struct Inner {
     dropped: AtomicU64,
 }
 
-/// The position of the last broadcast update, changed together with the broadcast itself so
-/// that a joining session knows exactly where its live updates begin.
+/// The cursor of the last broadcast update, changed together with the broadcast itself so that
+/// a joining session knows exactly where its live updates begin.
 struct Live {
-    position: i64,
+    cursor: u64,
     sender: broadcast::Sender<Arc<Update>>,
 }
 
@@ -108,8 +112,9 @@ impl Realtime {
         let (sender, _) = broadcast::channel(BACKLOG);
         let inner = Arc::new(Inner {
             pool,
+            js: js.clone(),
             live: Mutex::new(Live {
-                position: start.position,
+                cursor: start.cursor,
                 sender,
             }),
             settings,
@@ -122,9 +127,9 @@ impl Realtime {
         Ok(Realtime { inner })
     }
 
-    /// The global position of the last event this instance pushed.
-    pub fn position(&self) -> i64 {
-        self.inner.position()
+    /// The stream sequence of the last event this instance's feed handled.
+    pub fn cursor(&self) -> u64 {
+        self.inner.cursor()
     }
 
     /// Connections open now, and connections dropped since start-up because they fell behind.
@@ -146,80 +151,139 @@ pub struct RealtimeStats {
 }
 
 impl Inner {
-    fn position(&self) -> i64 {
+    fn cursor(&self) -> u64 {
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .position
+            .cursor
     }
 
-    /// Broadcasts `update` and moves the position past it.
+    /// Broadcasts `update` and moves the cursor past it.
     fn publish(&self, update: Update) {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.position = live.position.max(update.position);
+        live.cursor = live.cursor.max(update.cursor);
         // No session listening is fine.
         let _ = live.sender.send(Arc::new(update));
     }
 
-    /// Moves the position past an event that is not pushed.
-    fn advance(&self, position: i64) {
+    /// Moves the cursor past a message that is not pushed.
+    fn advance(&self, cursor: u64) {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.position = live.position.max(position);
+        live.cursor = live.cursor.max(cursor);
     }
 
-    /// A receiver of every update after the returned position.
-    fn join(&self) -> (i64, broadcast::Receiver<Arc<Update>>) {
+    /// A receiver of every update after the returned cursor.
+    fn join(&self) -> (u64, broadcast::Receiver<Arc<Update>>) {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        (live.position, live.sender.subscribe())
+        (live.cursor, live.sender.subscribe())
     }
 
     fn next_connection(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Every update of tickets in `target` (only its ticket, for a ticket target) with a
-    /// position in `(since, up_to]`, in position order; `None` when more than the replay limit
-    /// of events lie in between.
+    /// Every update of tickets in `target` (only its ticket, for a ticket target) with a cursor
+    /// in `(since, up_to]`, in feed order; `None` when more than the replay limit of stream
+    /// messages lie in between. The order and the cursors come from the stream itself; the
+    /// summaries from folding the touched tickets' events from the store.
     async fn replay(
         &self,
         target: &Target,
-        since: i64,
-        up_to: i64,
+        since: u64,
+        up_to: u64,
     ) -> Result<Option<Vec<Update>>, QueryError> {
         if since >= up_to {
             return Ok(Some(Vec::new()));
         }
-        let only = match target {
-            Target::Ticket(id) => Some(id.as_str()),
-            Target::Queue(_) => None,
-        };
-        let limit = i64::try_from(self.settings.replay_limit).unwrap_or(i64::MAX);
-        let touched: Vec<String> = sqlx::query_scalar(
-            "SELECT aggregate_id FROM events \
-              WHERE aggregate_type = 'Ticket' AND global_position > $1 AND global_position <= $2 \
-                AND ($3::text IS NULL OR aggregate_id = $3) \
-              ORDER BY global_position LIMIT $4",
-        )
-        .bind(since)
-        .bind(up_to)
-        .bind(only)
-        .bind(limit.saturating_add(1))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(QueryError::internal)?;
-        if touched.len() > self.settings.replay_limit {
+        if up_to - since > u64::try_from(self.settings.replay_limit).unwrap_or(u64::MAX) {
             return Ok(None);
         }
-        let mut ids = touched;
+        let root = events_subject_root(&self.settings.prefix);
+        let subject = match target {
+            Target::Ticket(id) => format!("{root}.Ticket.{id}"),
+            Target::Queue(_) => format!("{root}.Ticket.>"),
+        };
+        let missed = read_stream(&self.js, &self.settings.prefix, subject, since + 1, up_to)
+            .await
+            .map_err(QueryError::internal)?;
+        let mut ids: Vec<String> = missed
+            .iter()
+            .map(|(_, envelope)| envelope.aggregate_id.clone())
+            .collect();
         ids.sort();
         ids.dedup();
-        let mut updates: Vec<Update> = events::load_many(&self.pool, &ids, up_to)
-            .await?
-            .iter()
-            .flat_map(|history| updates_of(history))
-            .filter(|update| update.position > since)
-            .collect();
-        updates.sort_by_key(|update| update.position);
-        Ok(Some(updates))
+        let mut folded: HashMap<(String, i64), Update> = HashMap::new();
+        for history in events::load_many(&self.pool, &ids, i64::MAX).await? {
+            for update in updates_of(&history) {
+                folded.insert((update.after.id.clone(), update.position), update);
+            }
+        }
+        Ok(Some(
+            missed
+                .into_iter()
+                .filter_map(|(cursor, envelope)| {
+                    let key = (envelope.aggregate_id, envelope.global_position);
+                    folded
+                        .remove(&key)
+                        .map(|update| Update { cursor, ..update })
+                })
+                .collect(),
+        ))
     }
+}
+
+/// The ticket messages on `subject` with stream sequences in `[from, to]`, in stream order.
+async fn read_stream(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    subject: String,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, EventEnvelope)>, String> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+    use futures::StreamExt;
+    let stream = js
+        .get_stream(events_stream_name(prefix))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject,
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // Everything up to `to` is in the stream already, so it is counted here.
+    let available = consumer
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .num_pending;
+    let mut found = Vec::new();
+    if available == 0 {
+        return Ok(found);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut read = 0;
+    while read < available {
+        let Some(message) = messages.next().await else {
+            return Err("the stream ended during a replay".into());
+        };
+        let message = message.map_err(|e| e.to_string())?;
+        read += 1;
+        let cursor = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if cursor > to {
+            break;
+        }
+        let envelope: EventEnvelope =
+            serde_json::from_slice(&message.payload).map_err(|e| e.to_string())?;
+        found.push((cursor, envelope));
+        if cursor == to {
+            break;
+        }
+    }
+    Ok(found)
 }

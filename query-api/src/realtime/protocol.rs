@@ -11,13 +11,13 @@ use super::summary::{QueueFilter, TicketSummary};
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Follow one ticket (`ticket`) or a queue (`queue`), under a name of the client's choice.
-    /// With `since` (a global position the client has seen), every matching update after it
-    /// is sent first, then live ones.
+    /// With `since` (the `cursor` of the last update the client handled), every matching
+    /// update after it is sent first, then live ones.
     Subscribe {
         id: String,
         ticket: Option<String>,
         queue: Option<QueueFilter>,
-        since: Option<i64>,
+        since: Option<u64>,
     },
     /// Stop following subscription `id`.
     Unsubscribe { id: String },
@@ -32,11 +32,13 @@ pub enum ClientMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// The subscription is live; updates up to `position` were replayed (when `since` was
-    /// given) or are already reflected in what a fresh read returns.
-    Subscribed { id: String, position: i64 },
-    /// An event touched these subscriptions; `ticket` is the summary after it.
+    /// The subscription is live: updates after `cursor` follow (earlier ones were replayed,
+    /// when `since` was given).
+    Subscribed { id: String, cursor: u64 },
+    /// An event touched these subscriptions; `ticket` is the summary after it. `cursor` is the
+    /// event's place in the feed (resume with it); `position` its global position.
     Update {
+        cursor: u64,
         position: i64,
         event_type: String,
         subscriptions: Vec<String>,
@@ -44,6 +46,7 @@ pub enum ServerMessage {
     },
     /// The ticket no longer matches these subscriptions (or is no longer yours to see).
     Left {
+        cursor: u64,
         position: i64,
         ticket_id: String,
         subscriptions: Vec<String>,
@@ -71,12 +74,12 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
-    /// The SSE event name and id (the position, for updates and departures).
-    pub fn sse_name(&self) -> (&'static str, Option<i64>) {
+    /// The SSE event name and id (the cursor, for updates and departures).
+    pub fn sse_name(&self) -> (&'static str, Option<u64>) {
         match self {
             ServerMessage::Subscribed { .. } => ("subscribed", None),
-            ServerMessage::Update { position, .. } => ("update", Some(*position)),
-            ServerMessage::Left { position, .. } => ("left", Some(*position)),
+            ServerMessage::Update { cursor, .. } => ("update", Some(*cursor)),
+            ServerMessage::Left { cursor, .. } => ("left", Some(*cursor)),
             ServerMessage::Presence { .. } => ("presence", None),
             ServerMessage::Resync { .. } => ("resync", None),
             ServerMessage::Error { .. } => ("error", None),

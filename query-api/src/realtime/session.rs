@@ -43,9 +43,9 @@ pub(super) enum Refusal {
 
 struct Subscription {
     target: Target,
-    /// Updates at or before this position were already delivered (a resume point ahead of
-    /// this instance).
-    delivered_through: i64,
+    /// Updates at or before this cursor were already delivered (a resume point ahead of this
+    /// instance).
+    delivered_through: u64,
 }
 
 /// A connected client.
@@ -55,8 +55,8 @@ pub(super) struct Session {
     scope: AgentScope,
     connection: u64,
     subscriptions: BTreeMap<String, Subscription>,
-    /// The position of the last live update this session has taken from the feed.
-    position: i64,
+    /// The cursor of the last live update this session has taken from the feed.
+    cursor: u64,
     updates: broadcast::Receiver<Arc<Update>>,
     presence: broadcast::Receiver<Arc<PresenceChange>>,
 }
@@ -64,7 +64,7 @@ pub(super) struct Session {
 impl Session {
     /// Joins the feed: live updates start after the current position.
     pub(super) fn open(inner: Arc<Inner>, principal: Principal, scope: AgentScope) -> Session {
-        let (position, updates) = inner.join();
+        let (cursor, updates) = inner.join();
         let presence = inner.presence.changes();
         inner.open_sessions.fetch_add(1, Ordering::Relaxed);
         Session {
@@ -73,7 +73,7 @@ impl Session {
             principal,
             scope,
             subscriptions: BTreeMap::new(),
-            position,
+            cursor,
             updates,
             presence,
         }
@@ -84,7 +84,7 @@ impl Session {
         tokio::select! {
             update = self.updates.recv() => match update {
                 Ok(update) => {
-                    self.position = update.position;
+                    self.cursor = update.cursor;
                     let subscriptions = self.subscriptions.iter();
                     Next::Send(route(&self.principal, self.scope, &update, subscriptions))
                 }
@@ -159,7 +159,7 @@ impl Session {
         &mut self,
         id: String,
         target: Target,
-        since: Option<i64>,
+        since: Option<u64>,
     ) -> Result<Vec<ServerMessage>, Refusal> {
         if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
             return Err(Refusal::Invalid(format!(
@@ -170,9 +170,6 @@ impl Session {
             return Err(Refusal::Invalid(format!(
                 "at most {MAX_SUBSCRIPTIONS} subscriptions per connection"
             )));
-        }
-        if since.is_some_and(|since| since < 0) {
-            return Err(Refusal::Invalid("`since` is a position, 0 or more".into()));
         }
         let target = match target {
             Target::Ticket(raw) => {
@@ -187,7 +184,7 @@ impl Session {
             delivered_through = since;
             match self
                 .inner
-                .replay(&target, since, self.position)
+                .replay(&target, since, self.cursor)
                 .await
                 .map_err(Refusal::Store)?
             {
@@ -202,12 +199,12 @@ impl Session {
                     }
                 }
                 None => {
-                    delivered_through = self.position;
+                    delivered_through = self.cursor;
                     messages.push(ServerMessage::Resync {
                         id: Some(id.clone()),
                         reason: format!(
-                            "more than {} events since position {since}: read the current \
-                             state again",
+                            "more than {} events since cursor {since}: read the current state \
+                             again",
                             self.inner.settings.replay_limit
                         ),
                     });
@@ -227,7 +224,7 @@ impl Session {
         );
         messages.push(ServerMessage::Subscribed {
             id,
-            position: self.position,
+            cursor: self.cursor,
         });
         if let Some(ticket) = ticket
             && self.sees_presence()
@@ -352,7 +349,7 @@ fn route<'a>(
     let mut touched = Vec::new();
     let mut left = Vec::new();
     for (id, subscription) in subscriptions {
-        if update.position <= subscription.delivered_through {
+        if update.cursor <= subscription.delivered_through {
             continue;
         }
         if subscription
@@ -371,6 +368,7 @@ fn route<'a>(
     let mut messages = Vec::new();
     if !touched.is_empty() {
         messages.push(ServerMessage::Update {
+            cursor: update.cursor,
             position: update.position,
             event_type: update.event_type.clone(),
             subscriptions: touched,
@@ -379,6 +377,7 @@ fn route<'a>(
     }
     if !left.is_empty() {
         messages.push(ServerMessage::Left {
+            cursor: update.cursor,
             position: update.position,
             ticket_id: update.after.id.clone(),
             subscriptions: left,
@@ -430,6 +429,7 @@ mod tests {
 
     fn update(before: TicketSummary, after: TicketSummary, internal: bool) -> Update {
         Update {
+            cursor: 10,
             position: 10,
             event_type: "Something".into(),
             internal,
@@ -544,10 +544,7 @@ mod tests {
             false,
         );
         assert!(route(&agent, AgentScope::All, &seen, subs.iter()).is_empty());
-        let next = Update {
-            position: 11,
-            ..seen
-        };
+        let next = Update { cursor: 11, ..seen };
         assert_eq!(route(&agent, AgentScope::All, &next, subs.iter()).len(), 1);
     }
 }

@@ -1,5 +1,5 @@
 //! `GET /api/v1/realtime/sse`: the same feed as Server-Sent Events, one subscription per
-//! connection, the event's global position as the SSE `id` (so `Last-Event-ID` resumes).
+//! connection, the update's cursor as the SSE `id` (so `Last-Event-ID` resumes).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,8 +42,8 @@ pub struct SseParams {
     pub priority: Option<String>,
     /// Queue: all of these tags, comma-separated.
     pub tags: Option<String>,
-    /// Resume after this global position (the `Last-Event-ID` header wins).
-    pub since: Option<i64>,
+    /// Resume after this cursor (the `Last-Event-ID` header wins).
+    pub since: Option<u64>,
     /// The bearer token, for clients (EventSource) that cannot send an Authorization header.
     pub access_token: Option<String>,
 }
@@ -87,7 +87,7 @@ fn list<T: DeserializeOwned>(name: &'static str, raw: Option<&str>) -> Result<Ve
 
 /// Live ticket updates as Server-Sent Events.
 ///
-/// Events: `update` and `left` (with the global position as `id`), `subscribed`, `presence`
+/// Events: `update` and `left` (with the feed cursor as `id`), `subscribed`, `presence`
 /// (staff following a ticket) and `resync`; `data` is the JSON `ServerMessage`. Reconnect
 /// with `Last-Event-ID` (EventSource does) or `since` to get every missed update first.
 #[utoipa::path(
@@ -95,11 +95,11 @@ fn list<T: DeserializeOwned>(name: &'static str, raw: Option<&str>) -> Result<Ve
     security(("bearer" = [])),
     params(
         SseParams,
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this position"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this cursor (the id of the last event received)"),
     ),
     responses(
         (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = ServerMessage),
-        (status = 400, description = "Invalid filter or position", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid filter or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, expired or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such ticket, or not yours", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "This instance serves no real-time feed", body = Problem, content_type = "application/problem+json"),
@@ -124,10 +124,10 @@ where
             value
                 .to_str()
                 .ok()
-                .and_then(|text| text.trim().parse::<i64>().ok())
+                .and_then(|text| text.trim().parse::<u64>().ok())
                 .ok_or_else(|| QueryError::InvalidParameter {
                     name: "Last-Event-ID",
-                    detail: "must be a position this feed sent as an event id".into(),
+                    detail: "must be a cursor this feed sent as an event id".into(),
                 })?,
         ),
         None => params.since,
@@ -211,7 +211,7 @@ fn event(message: &ServerMessage) -> Event {
     let (name, id) = message.sse_name();
     let event = Event::default().event(name).data(message.to_json());
     match id {
-        Some(position) => event.id(position.to_string()),
+        Some(cursor) => event.id(cursor.to_string()),
         None => event,
     }
 }

@@ -97,7 +97,10 @@ impl TicketSummary {
 /// One event as the real-time feed delivers it: the ticket before and after.
 #[derive(Debug, Clone)]
 pub struct Update {
-    /// The event's global position (the resume point).
+    /// The event's sequence in the events stream: the feed's order and the resume point
+    /// (0 until the event is matched with its stream message).
+    pub cursor: u64,
+    /// The event's global position (what a command's response names).
     pub position: i64,
     pub event_type: String,
     /// An internal note: only those who may read internal notes learn of it.
@@ -117,6 +120,7 @@ impl Update {
             &event.event,
         )?;
         Some(Update {
+            cursor: 0,
             position: event.global_position,
             event_type: event.event_type.clone(),
             internal: matches!(

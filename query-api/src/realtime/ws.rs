@@ -31,7 +31,7 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Live ticket updates over a WebSocket.
 ///
 /// Upgrades to a WebSocket. Send `{"type":"subscribe","id":"mine","queue":{"assignee":"me"}}`
-/// (or `"ticket":"<id>"`, and `"since":<position>` to resume), `{"type":"unsubscribe","id":…}`
+/// (or `"ticket":"<id>"`, and `"since":<cursor>` to resume), `{"type":"unsubscribe","id":…}`
 /// and `{"type":"presence","ticket":…,"state":"viewing"|"replying"|"idle"}`; receive
 /// `update`, `left`, `presence`, `subscribed`, `resync` and `error` messages (schemas
 /// `ClientMessage` and `ServerMessage`; docs/api-guide.md). Browsers, which cannot set headers
