@@ -90,7 +90,7 @@ pub struct RealtimeConfig {
     /// (`HELPDESK_REALTIME_REPLAY_LIMIT`, default 10,000); further behind gets `resync`.
     pub replay_limit: usize,
     /// Messages queued for one client before it counts as not reading
-    /// (`HELPDESK_REALTIME_BUFFER`, default 128).
+    /// (`HELPDESK_REALTIME_BUFFER`, default 1,024).
     pub buffer: usize,
 }
 
@@ -252,7 +252,7 @@ impl Config {
             .unwrap_or(usize::MAX),
             buffer: usize::try_from(parse_number(
                 "HELPDESK_REALTIME_BUFFER",
-                &get("HELPDESK_REALTIME_BUFFER", "128"),
+                &get("HELPDESK_REALTIME_BUFFER", "1024"),
             )?)
             .unwrap_or(usize::MAX),
         };

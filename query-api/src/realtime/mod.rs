@@ -56,13 +56,13 @@ pub struct RealtimeSettings {
 }
 
 impl RealtimeSettings {
-    /// Defaults: replay up to 10,000 events, 128 queued messages per client, 10 s writes,
+    /// Defaults: replay up to 10,000 events, 1,024 queued messages per client, 10 s writes,
     /// pings every 15 s, 50,000 cached summaries.
     pub fn new(prefix: impl Into<String>) -> Self {
         RealtimeSettings {
             prefix: prefix.into(),
             replay_limit: 10_000,
-            buffer: 128,
+            buffer: 1024,
             write_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(15),
             summary_cache: 50_000,
