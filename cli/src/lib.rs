@@ -15,6 +15,7 @@ use helpdesk_command_api::{AppState, DOCS_PATH};
 use helpdesk_platform::auth::{self, Claims, Verifier};
 use helpdesk_platform::{Config, db, nats, telemetry};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
+use helpdesk_projections::sla::{self, BreachWatcher, SlaProjection};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
 use helpdesk_query_api::realtime::{Realtime, RealtimeSettings};
@@ -68,6 +69,8 @@ pub async fn up(config: Config) -> Result<(), StartError> {
             .with_search_admin(SearchAdmin::new(pool.clone(), index, search.clone()));
         running = projections(&pool);
         running.push(Arc::new(search));
+        // Breaches that fall due between ticket events; several processes may each run one.
+        tokio::spawn(BreachWatcher::new(pool.clone()).run());
     }
     let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = state.with_pipeline(&config.nats_prefix, names);
@@ -228,7 +231,10 @@ async fn any_projection_named(
 
 /// Every projection the product runs besides search (which needs its index opened first).
 pub fn projections(pool: &sqlx::PgPool) -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(TicketSummary::new(pool.clone()))]
+    vec![
+        Arc::new(TicketSummary::new(pool.clone())),
+        Arc::new(SlaProjection::new(pool.clone())),
+    ]
 }
 
 /// The projection called `name`, or an error listing the known ones.
@@ -273,6 +279,9 @@ pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartE
     if name == search::NAME {
         return rebuild_search(&config, &pool).await;
     }
+    if name == sla::NAME {
+        return rebuild_sla(&pool).await;
+    }
     let projection = projection_named(&pool, name)?;
     let replayed = rebuild::rebuild(&pool, projection.as_ref(), |progress| {
         let _ = writeln!(
@@ -286,6 +295,26 @@ pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartE
     })
     .await?;
     announce(&format!("rebuilt {name} from {replayed} events\n"));
+    Ok(())
+}
+
+/// `helpdesk projections rebuild sla`: replays the stored SLA events (never decides them
+/// again) into new SLA tables in one transaction; reports read the old ones until it commits.
+async fn rebuild_sla(pool: &sqlx::PgPool) -> Result<(), StartError> {
+    let rebuilt = sla::rebuild::rebuild(pool, |progress| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "sla: {}/{} tickets, {}s",
+            progress.done,
+            progress.total,
+            progress.elapsed.as_secs()
+        );
+    })
+    .await?;
+    announce(&format!(
+        "rebuilt sla from {} ticket events and {} SLA events of {} tickets\n",
+        rebuilt.ticket_events, rebuilt.sla_events, rebuilt.tickets
+    ));
     Ok(())
 }
 

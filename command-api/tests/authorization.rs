@@ -166,6 +166,20 @@ fn table() -> Vec<Row> {
         },
         Row {
             method: Method::GET,
+            path: "/api/v1/reports/sla-compliance",
+            query: "?from=2026-11-01&to=2026-11-21&metric=first_reply",
+            body: None,
+            expected: [403, 403, 403, 200, 200, 200],
+        },
+        Row {
+            method: Method::GET,
+            path: "/api/v1/reports/sla-breaches",
+            query: "?from=2026-11-01&to=2026-11-21",
+            body: None,
+            expected: [403, 403, 403, 200, 200, 200],
+        },
+        Row {
+            method: Method::GET,
             path: "/api/v1/projections",
             query: "",
             body: None,

@@ -6,9 +6,9 @@
 //! `GET /api/v1/tickets/{id}/history`; the audit feed `GET /api/v1/audit/events` and the
 //! hash-chain check `GET /api/v1/audit/verify`; search (`GET /api/v1/tickets/search`,
 //! `GET /api/v1/agents/me/tickets`); the real-time feed (`GET /api/v1/realtime` over
-//! WebSocket, `GET /api/v1/realtime/sse`, see [`realtime`]). SLA reports arrive with a later
-//! issue and are added to [`routes`], which the command API's `app` merges into the served
-//! router and the OpenAPI document.
+//! WebSocket, `GET /api/v1/realtime/sse`, see [`realtime`]); SLA reports
+//! (`GET /api/v1/reports/sla-compliance`, `GET /api/v1/reports/sla-breaches`). [`routes`] is
+//! merged by the command API's `app` into the served router and the OpenAPI document.
 
 mod audit;
 mod audit_verify;
@@ -16,6 +16,7 @@ mod error;
 mod projections;
 pub mod realtime;
 pub mod search;
+mod sla_reports;
 mod tickets;
 
 use std::sync::Arc;
@@ -50,4 +51,6 @@ where
         .routes(routes!(search::my_tickets))
         .routes(routes!(realtime::ws::websocket))
         .routes(routes!(realtime::sse::events))
+        .routes(routes!(sla_reports::compliance))
+        .routes(routes!(sla_reports::breaches))
 }

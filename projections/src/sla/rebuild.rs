@@ -1,0 +1,275 @@
+//! Rebuilding the SLA read model from the event store without deciding anything again.
+//!
+//! The live projection *decides* SLA events from ticket events (with the policies in force at
+//! that moment) and stores them. A rebuild must not decide again: policies may have changed
+//! since, and the stored events are the record. So per ticket it folds the ticket's events with
+//! [`TicketSla::observe`](helpdesk_domain::sla::TicketSla::observe) and applies its stored
+//! `TicketSla` events with `apply`, each right after the ticket event it was decided at (the
+//! `ticket_sequence` in its metadata; global positions would not do, because the next ticket
+//! event may commit before the projection appended the previous one's SLA events). Rows and
+//! counts go through the same `TicketRows::record` as the live path, so they come out equal.
+//!
+//! **Only what was decided is replayed.** A ticket is replayed up to its *frontier*: the last
+//! ticket sequence the old `sla_state` had applied, or, for a ticket without a state row, the
+//! highest `ticket_sequence` its stored SLA events name. Later ticket events are still waiting
+//! in the projection's consumer, which decides them after the rebuild. (If `sla_state` itself
+//! was lost while the consumer had acknowledged events, those events are gone from the
+//! consumer: reset the consumer, see docs/architecture.md.)
+//!
+//! **One transaction.** The rebuild locks the three tables against writers (`EXCLUSIVE`),
+//! replaces their contents and commits: reports keep reading the old rows until the new ones
+//! are complete, and the projection and the breach watchers wait rather than interleave.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use helpdesk_domain::sla::SlaEvent;
+use helpdesk_domain::ticket::{TicketEvent, upcast};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::model::{Dims, MetricRow, Tally, TicketRows};
+use super::store::{self, AGGREGATE_TYPE, TicketState};
+use crate::ProjectionError;
+
+/// Tickets replayed per round trip.
+const CHUNK: i64 = 500;
+
+/// Where a rebuild stands.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Tickets replayed so far.
+    pub done: u64,
+    /// Tickets to replay.
+    pub total: u64,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+/// What a rebuild replayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Tickets with SLA state.
+    pub tickets: u64,
+    /// Ticket events observed.
+    pub ticket_events: u64,
+    /// Stored SLA events applied.
+    pub sla_events: u64,
+}
+
+/// One stored event, as the rebuild reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+    pub event_id: String,
+}
+
+/// Replaces the SLA read model with one replayed from the stored ticket and SLA events;
+/// `report` is called after every chunk of tickets.
+pub async fn rebuild(
+    pool: &PgPool,
+    mut report: impl FnMut(Progress),
+) -> Result<Rebuilt, ProjectionError> {
+    let started = Instant::now();
+    let mut tx = pool.begin().await?;
+    let total = prepare(&mut tx).await?;
+    let mut rebuilt = Rebuilt::default();
+    let mut after = String::new();
+    loop {
+        let chunk: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT ticket_id, frontier FROM sla_rebuild_frontier WHERE ticket_id > $1 \
+              ORDER BY ticket_id LIMIT $2",
+        )
+        .bind(&after)
+        .bind(CHUNK)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some((last, _)) = chunk.last() else {
+            break;
+        };
+        after.clone_from(last);
+        replay_chunk(&mut tx, &chunk, &mut rebuilt).await?;
+        report(Progress {
+            done: rebuilt.tickets,
+            total,
+            elapsed: started.elapsed(),
+        });
+    }
+    tx.commit().await?;
+    Ok(rebuilt)
+}
+
+/// Locks out writers, records every ticket's frontier, empties the tables; returns the number
+/// of tickets to replay.
+async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<u64, ProjectionError> {
+    sqlx::query("LOCK TABLE sla_state, sla_metric, sla_report_counts IN EXCLUSIVE MODE")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "CREATE TEMP TABLE sla_rebuild_frontier ON COMMIT DROP AS \
+         SELECT ticket_id, max(frontier) AS frontier FROM ( \
+             SELECT ticket_id, last_sequence AS frontier FROM sla_state \
+             UNION ALL \
+             SELECT aggregate_id, (metadata::jsonb ->> 'ticket_sequence')::bigint \
+               FROM events WHERE aggregate_type = 'TicketSla') f \
+          GROUP BY ticket_id",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("ALTER TABLE sla_rebuild_frontier ADD PRIMARY KEY (ticket_id)")
+        .execute(&mut **tx)
+        .await?;
+    for table in ["sla_state", "sla_metric", "sla_report_counts"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM sla_rebuild_frontier")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(u64::try_from(total).unwrap_or_default())
+}
+
+/// Replays a chunk of tickets and writes their state, rows and counts.
+async fn replay_chunk(
+    tx: &mut Transaction<'_, Postgres>,
+    chunk: &[(String, i64)],
+    rebuilt: &mut Rebuilt,
+) -> Result<(), ProjectionError> {
+    let (ids, frontiers): (Vec<String>, Vec<i64>) = chunk.iter().cloned().unzip();
+    let events: Vec<StoredEvent> = sqlx::query_as(
+        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
+                e.payload::jsonb AS payload, e.metadata::jsonb AS metadata, e.recorded_at, \
+                e.event_id::text AS event_id \
+           FROM unnest($1::text[], $2::bigint[]) AS f(ticket_id, frontier) \
+           JOIN events e ON e.aggregate_id = f.ticket_id \
+                        AND e.aggregate_type IN ('Ticket', $3) \
+          WHERE e.aggregate_type = $3 OR e.sequence <= f.frontier \
+          ORDER BY e.aggregate_id, e.aggregate_type, e.sequence",
+    )
+    .bind(&ids)
+    .bind(&frontiers)
+    .bind(AGGREGATE_TYPE)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut states = Vec::with_capacity(chunk.len());
+    let mut rows: Vec<MetricRow> = Vec::new();
+    let mut tally = Tally::default();
+    for ticket in events.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
+        let split = ticket.partition_point(|event| event.aggregate_type == "Ticket");
+        let (ticket_events, sla_events) = ticket.split_at(split);
+        let replayed = replay(ticket_events, sla_events)?;
+        rebuilt.tickets += 1;
+        rebuilt.ticket_events += ticket_events.len() as u64;
+        rebuilt.sla_events += sla_events.len() as u64;
+        rows.extend(replayed.rows.all().cloned());
+        tally.merge(replayed.tally);
+        states.push(replayed.state);
+    }
+    store::insert_states(tx, &states).await?;
+    store::save_rows(tx, &rows.iter().collect::<Vec<_>>()).await?;
+    store::apply_tally(tx, &tally).await
+}
+
+/// One ticket, replayed.
+#[derive(Debug)]
+pub struct Replayed {
+    pub state: TicketState,
+    pub rows: TicketRows,
+    pub tally: Tally,
+}
+
+/// Replays one ticket: its ticket events (sequence order, up to the frontier) and its stored
+/// SLA events (sequence order), each SLA event right after the ticket event it was decided at.
+pub fn replay(
+    ticket_events: &[StoredEvent],
+    sla_events: &[StoredEvent],
+) -> Result<Replayed, ProjectionError> {
+    let Some(first) = ticket_events.first() else {
+        let id = sla_events.first().map_or("?", |e| e.aggregate_id.as_str());
+        return Err(ProjectionError::Permanent(format!(
+            "ticket {id} has SLA events but no ticket events"
+        )));
+    };
+    let ticket_id = first.aggregate_id.as_str();
+    let TicketEvent::TicketOpened(opened) = ticket_event(first)? else {
+        return Err(ProjectionError::Permanent(format!(
+            "ticket {ticket_id} does not start with TicketOpened"
+        )));
+    };
+    let mut state = TicketState::new(ticket_id, Dims::opened(&opened));
+    let mut rows = TicketRows::loaded(ticket_id, Vec::new());
+    let mut tally = Tally::default();
+    let mut pending = sla_events.iter().peekable();
+    for stored in ticket_events {
+        let event = ticket_event(stored)?;
+        state.engine.observe(&event, stored.recorded_at);
+        state.dims.observe(&event);
+        state.last_sequence = stored.sequence;
+        state.last_event_id = Some(stored.event_id.clone());
+        let mut decided = Vec::new();
+        while let Some(sla) = pending.next_if(|sla| ticket_sequence(sla) <= Some(stored.sequence)) {
+            decided.push(sla_event(sla)?);
+            state.last_sla_sequence = sla.sequence;
+        }
+        for event in &decided {
+            state.engine.apply(event);
+        }
+        rows.record(&state.dims, &decided, &mut tally);
+        rows.follow(&state.dims);
+    }
+    if let Some(left) = pending.next() {
+        return Err(ProjectionError::Permanent(format!(
+            "SLA event {} of ticket {ticket_id} names ticket sequence {:?}, beyond the ticket \
+             events replayed",
+            left.sequence,
+            ticket_sequence(left)
+        )));
+    }
+    Ok(Replayed { state, rows, tally })
+}
+
+/// The ticket sequence an SLA event was decided at, from its metadata.
+fn ticket_sequence(event: &StoredEvent) -> Option<i64> {
+    event
+        .metadata
+        .get("ticket_sequence")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn ticket_event(stored: &StoredEvent) -> Result<TicketEvent, ProjectionError> {
+    let current = upcast::upcast(
+        &stored.event_type,
+        &stored.event_version,
+        stored.payload.clone(),
+    );
+    serde_json::from_value(current).map_err(|error| {
+        ProjectionError::Permanent(format!(
+            "unreadable {} (sequence {}) of ticket {}: {error}",
+            stored.event_type, stored.sequence, stored.aggregate_id
+        ))
+    })
+}
+
+fn sla_event(stored: &StoredEvent) -> Result<SlaEvent, ProjectionError> {
+    if ticket_sequence(stored).is_none() {
+        return Err(ProjectionError::Permanent(format!(
+            "SLA event {} of ticket {} has no ticket_sequence in its metadata",
+            stored.sequence, stored.aggregate_id
+        )));
+    }
+    serde_json::from_value(stored.payload.clone()).map_err(|error| {
+        ProjectionError::Permanent(format!(
+            "unreadable {} (sequence {}) of ticket {}: {error}",
+            stored.event_type, stored.sequence, stored.aggregate_id
+        ))
+    })
+}

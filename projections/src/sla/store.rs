@@ -1,0 +1,334 @@
+//! The SQL of the SLA read model: the per-ticket state row and its lock, the `sla_metric` rows,
+//! the report counts, and appending `TicketSla` events to the event store.
+//!
+//! Every function takes the caller's transaction: a ticket's SLA events, rows, counts and state
+//! are committed together or not at all.
+
+use std::collections::HashMap;
+
+use helpdesk_domain::sla::{SlaEvent, TicketSla};
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, Transaction};
+
+use super::model::{Dims, MetricRow, Tally, TicketRows};
+use crate::ProjectionError;
+
+/// The aggregate type SLA events are stored under (one aggregate per ticket, same id).
+pub const AGGREGATE_TYPE: &str = "TicketSla";
+
+/// One row of `sla_state`: the SLA engine's state of a ticket and where the projection stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketState {
+    pub ticket_id: String,
+    /// The domain's state: facts from ticket events, clocks from SLA events.
+    pub engine: TicketSla,
+    /// The last `Ticket` sequence applied.
+    pub last_sequence: i64,
+    /// The last `TicketSla` sequence appended or applied.
+    pub last_sla_sequence: i64,
+    /// `event_id` of the ticket event at `last_sequence`.
+    pub last_event_id: Option<String>,
+    #[serde(flatten)]
+    pub dims: Dims,
+}
+
+impl TicketState {
+    /// The state of a ticket before its first event.
+    pub fn new(ticket_id: &str, dims: Dims) -> TicketState {
+        TicketState {
+            ticket_id: ticket_id.to_owned(),
+            engine: TicketSla::default(),
+            last_sequence: 0,
+            last_sla_sequence: 0,
+            last_event_id: None,
+            dims,
+        }
+    }
+}
+
+/// Inserts the state row of a ticket that has none (before its first event), so that the next
+/// statement can lock it; a concurrent insert of the same ticket waits for the first to commit.
+pub async fn create_if_missing(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &TicketState,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
+             last_event_id, priority, group_id, assignee, channel) \
+         VALUES ($1, $2, 0, 0, NULL, $3, $4, $5, $6) ON CONFLICT (ticket_id) DO NOTHING",
+    )
+    .bind(&state.ticket_id)
+    .bind(sqlx::types::Json(&state.engine))
+    .bind(&state.dims.priority)
+    .bind(&state.dims.group_id)
+    .bind(&state.dims.assignee)
+    .bind(&state.dims.channel)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Locks and reads a ticket's state row, if it has one.
+pub async fn lock(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_id: &str,
+) -> Result<Option<TicketState>, ProjectionError> {
+    let row: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT to_jsonb(s) FROM sla_state s WHERE ticket_id = $1 FOR UPDATE")
+            .bind(ticket_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    row.map(|row| {
+        serde_json::from_value(row).map_err(|error| {
+            ProjectionError::Permanent(format!(
+                "unreadable sla_state of ticket {ticket_id}: {error}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// Writes a locked state row back.
+pub async fn save(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &TicketState,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE sla_state SET engine = $2, last_sequence = $3, last_sla_sequence = $4, \
+             last_event_id = $5, priority = $6, group_id = $7, assignee = $8, channel = $9 \
+         WHERE ticket_id = $1",
+    )
+    .bind(&state.ticket_id)
+    .bind(sqlx::types::Json(&state.engine))
+    .bind(state.last_sequence)
+    .bind(state.last_sla_sequence)
+    .bind(&state.last_event_id)
+    .bind(&state.dims.priority)
+    .bind(&state.dims.group_id)
+    .bind(&state.dims.assignee)
+    .bind(&state.dims.channel)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts many state rows at once (the rebuild).
+pub async fn insert_states(
+    tx: &mut Transaction<'_, Postgres>,
+    states: &[TicketState],
+) -> Result<(), ProjectionError> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
+             last_event_id, priority, group_id, assignee, channel) \
+         SELECT ticket_id, engine, last_sequence, last_sla_sequence, last_event_id, priority, \
+                group_id, assignee, channel \
+           FROM jsonb_populate_recordset(NULL::sla_state, $1)",
+    )
+    .bind(sqlx::types::Json(states))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The `sla_metric` rows of a ticket.
+pub async fn load_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_id: &str,
+) -> Result<TicketRows, ProjectionError> {
+    let rows: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT to_jsonb(m) FROM sla_metric m WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let rows = rows
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<Vec<MetricRow>, _>>()
+        .map_err(|error| {
+            ProjectionError::Permanent(format!(
+                "unreadable sla_metric of ticket {ticket_id}: {error}"
+            ))
+        })?;
+    Ok(TicketRows::loaded(ticket_id, rows))
+}
+
+/// Inserts or replaces `sla_metric` rows.
+pub async fn save_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&MetricRow],
+) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO sla_metric AS m \
+         SELECT * FROM jsonb_populate_recordset(NULL::sla_metric, $1) \
+         ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
+             policy_id = EXCLUDED.policy_id, policy_version = EXCLUDED.policy_version, \
+             target_minutes = EXCLUDED.target_minutes, started_at = EXCLUDED.started_at, \
+             activated_at = EXCLUDED.activated_at, due_at = EXCLUDED.due_at, \
+             paused = EXCLUDED.paused, fulfilled_at = EXCLUDED.fulfilled_at, \
+             business_minutes = EXCLUDED.business_minutes, breached_at = EXCLUDED.breached_at, \
+             withdrawn_at = EXCLUDED.withdrawn_at, outcome = EXCLUDED.outcome, \
+             priority = EXCLUDED.priority, group_id = EXCLUDED.group_id, \
+             assignee = EXCLUDED.assignee, channel = EXCLUDED.channel",
+    )
+    .bind(sqlx::types::Json(rows))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds a tally to `sla_report_counts` and deletes rows that reached zero.
+///
+/// Rows are upserted in key order, the same in every transaction, so two transactions that
+/// touch the same counts wait for each other instead of deadlocking.
+pub async fn apply_tally(
+    tx: &mut Transaction<'_, Postgres>,
+    tally: &Tally,
+) -> Result<(), ProjectionError> {
+    #[derive(Serialize)]
+    struct Change<'a> {
+        #[serde(flatten)]
+        key: &'a super::model::CountKey,
+        count: i64,
+    }
+    let changes: Vec<Change<'_>> = tally
+        .changes()
+        .map(|(key, count)| Change { key, count })
+        .collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let lowest: Option<i64> = sqlx::query_scalar(
+        "WITH changed AS ( \
+             INSERT INTO sla_report_counts AS c \
+             SELECT * FROM jsonb_populate_recordset(NULL::sla_report_counts, $1) \
+              ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes \
+             ON CONFLICT (metric, dimension, granularity, period, key, outcome, business_minutes) \
+             DO UPDATE SET count = c.count + EXCLUDED.count \
+             RETURNING c.count) \
+         SELECT min(count) FROM changed",
+    )
+    .bind(sqlx::types::Json(&changes))
+    .fetch_one(&mut **tx)
+    .await?;
+    if lowest.is_some_and(|lowest| lowest < 0) {
+        return Err(ProjectionError::Permanent(
+            "an SLA report count would fall below zero (a fulfilment of an outcome that was \
+             never counted)"
+                .into(),
+        ));
+    }
+    if changes.iter().any(|change| change.count < 0) {
+        sqlx::query(
+            "DELETE FROM sla_report_counts c USING jsonb_populate_recordset(NULL::sla_report_counts, $1) r \
+              WHERE c.count = 0 AND r.count < 0 \
+                AND (c.metric, c.dimension, c.granularity, c.period, c.key, c.outcome, c.business_minutes) \
+                  = (r.metric, r.dimension, r.granularity, r.period, r.key, r.outcome, r.business_minutes)",
+        )
+        .bind(sqlx::types::Json(&changes))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Why a batch of SLA events was decided: the metadata every one of them carries.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    /// `event_id` of the ticket event that caused them (for the watcher: the last one applied).
+    pub causation_id: String,
+    /// Carried over from the ticket event, or its event id.
+    pub correlation_id: String,
+    /// The ticket sequence they were decided at; the rebuild applies them right after it.
+    pub ticket_sequence: i64,
+    /// What decided them: `sla_projection` or `sla_breach_watcher`.
+    pub command: &'static str,
+}
+
+/// The stored event type of an SLA event.
+pub fn event_type(event: &SlaEvent) -> &'static str {
+    match event {
+        SlaEvent::Activated { .. } => "SlaMetricActivated",
+        SlaEvent::Paused { .. } => "SlaMetricPaused",
+        SlaEvent::Resumed { .. } => "SlaMetricResumed",
+        SlaEvent::Retargeted { .. } => "SlaMetricRetargeted",
+        SlaEvent::Fulfilled { .. } => "SlaMetricFulfilled",
+        SlaEvent::Breached { .. } => "SlaBreached",
+        SlaEvent::Withdrawn { .. } => "SlaMetricWithdrawn",
+    }
+}
+
+/// The version written for every SLA event type.
+pub const EVENT_VERSION: &str = "1";
+
+/// Appends `events` to the ticket's `TicketSla` aggregate after `state.last_sla_sequence` and
+/// moves it on. A writer holding a stale state collides on the events primary key.
+pub async fn append(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &mut TicketState,
+    events: &[SlaEvent],
+    cause: &Cause,
+) -> Result<(), ProjectionError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let metadata = HashMap::from([
+        ("actor_id", "sla".to_owned()),
+        ("actor_role", "system".to_owned()),
+        (
+            "occurred_at",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        ),
+        ("correlation_id", cause.correlation_id.clone()),
+        ("causation_id", cause.causation_id.clone()),
+        ("ticket_sequence", cause.ticket_sequence.to_string()),
+        ("command", cause.command.to_owned()),
+    ]);
+    let types: Vec<&str> = events.iter().map(event_type).collect();
+    let payloads = events
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| {
+            ProjectionError::Permanent(format!("unserializable SLA event: {error}"))
+        })?;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) \
+         SELECT $1, $2, $3 + e.ord, e.event_type, $4, e.payload::json, $5 \
+           FROM unnest($6::text[], $7::text[]) WITH ORDINALITY AS e(event_type, payload, ord) \
+          ORDER BY e.ord",
+    )
+    .bind(AGGREGATE_TYPE)
+    .bind(&state.ticket_id)
+    .bind(state.last_sla_sequence)
+    .bind(EVENT_VERSION)
+    .bind(sqlx::types::Json(&metadata))
+    .bind(&types)
+    .bind(&payloads)
+    .execute(&mut **tx)
+    .await?;
+    state.last_sla_sequence += i64::try_from(events.len()).unwrap_or(i64::MAX);
+    Ok(())
+}
+
+/// Applies decided (or stored) SLA events to the rows and counts of a locked ticket, saves
+/// them and the state. The one write path of the projection and the watcher.
+pub async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &TicketState,
+    events: &[SlaEvent],
+) -> Result<(), ProjectionError> {
+    let mut rows = load_rows(tx, &state.ticket_id).await?;
+    let mut tally = Tally::default();
+    rows.record(&state.dims, events, &mut tally);
+    rows.follow(&state.dims);
+    save_rows(tx, &rows.changed()).await?;
+    apply_tally(tx, &tally).await?;
+    save(tx, state).await
+}

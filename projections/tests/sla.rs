@@ -1,0 +1,482 @@
+//! The `sla` projection and the breach watcher on the real relay, runtime, Postgres and NATS:
+//! breaches recorded once by competing watchers, a rebuild that replays the stored SLA events
+//! into the same rows and counts, and duplicated or reordered ticket events deciding each SLA
+//! event once.
+//!
+//! The first two run on the real clock with one-minute targets (the smallest a policy allows),
+//! so each takes a little over a minute; they run side by side. Backdating `recorded_at` in
+//! SQL would be faster, but it would test a history the store could not have written, and not
+//! the watcher waking up on time.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use helpdesk_domain::sla::{SlaPolicy, SlaPolicyCommand, SlaPolicyDefinition};
+use helpdesk_domain::ticket::{
+    AddInteraction, AssignTicket, Channel, OpenTicket, Priority, Requester, Status, TicketCommand,
+    Visibility,
+};
+use helpdesk_domain::{Actor, Role};
+use helpdesk_projections::Projection;
+use helpdesk_projections::runtime::{self, RuntimeSettings};
+use helpdesk_projections::sla::{self, BreachWatcher, SlaProjection};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use support::Harness;
+
+/// Stores version 1 of a policy as the `SlaPolicy` aggregate would (decided by the domain,
+/// appended as its first event).
+async fn create_policy(pool: &PgPool, id: &str, definition: Value) {
+    let definition: SlaPolicyDefinition = serde_json::from_value(definition).unwrap();
+    let events = SlaPolicy::default()
+        .decide(SlaPolicyCommand::Create {
+            policy_id: id.into(),
+            definition,
+        })
+        .unwrap();
+    for (n, event) in events.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) \
+             VALUES ('SlaPolicy', $1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(n as i64 + 1)
+        .bind(event.name())
+        .bind(event.version())
+        .bind(serde_json::to_value(event).unwrap())
+        .bind(json!({"actor_id": "admin-1", "actor_role": "admin", "command": "create_sla_policy"}))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn open(id: &str, priority: Priority) -> TicketCommand {
+    TicketCommand::Open(OpenTicket {
+        ticket_id: id.to_owned(),
+        subject: "Printer on fire".into(),
+        description: "Help".into(),
+        priority,
+        channel: Channel::Email,
+        requester: Requester {
+            customer_id: "cust-1".into(),
+            name: None,
+            email: None,
+        },
+        tags: vec![],
+        group: None,
+    })
+}
+
+fn reply(role: Role, visibility: Visibility) -> TicketCommand {
+    let id = if role == Role::Customer {
+        "cust-1"
+    } else {
+        "agent-1"
+    };
+    TicketCommand::AddInteraction(AddInteraction {
+        interaction_id: uuid::Uuid::now_v7().to_string(),
+        author: Actor::new(id, role),
+        visibility,
+        body: "…".into(),
+    })
+}
+
+fn agent_reply() -> TicketCommand {
+    reply(Role::Agent, Visibility::Public)
+}
+
+fn status(to: Status) -> TicketCommand {
+    TicketCommand::ChangeStatus { to }
+}
+
+fn priority(to: Priority) -> TicketCommand {
+    TicketCommand::ChangePriority { to }
+}
+
+/// Starts the relay and the `sla` projection's consumer.
+fn start_pipeline(harness: &Harness) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut settings = RuntimeSettings::new(harness.prefix.clone());
+    settings.retry_delay = Duration::from_millis(20);
+    let projection = Arc::new(SlaProjection::new(harness.pool.clone()));
+    vec![
+        harness.start_relay(),
+        tokio::spawn(runtime::run(harness.nats(), projection, settings)),
+    ]
+}
+
+/// Waits (up to `within`) until `sql` returns true.
+async fn wait_for(pool: &PgPool, sql: &str, within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let done: bool = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
+        if done {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the projection has applied every ticket event in the store.
+async fn wait_until_projected(pool: &PgPool) {
+    wait_for(
+        pool,
+        "SELECT NOT EXISTS (SELECT 1 FROM (SELECT aggregate_id, max(sequence) AS version \
+            FROM events WHERE aggregate_type = 'Ticket' GROUP BY aggregate_id) e \
+          LEFT JOIN sla_state s ON s.ticket_id = e.aggregate_id \
+          WHERE s.last_sequence IS DISTINCT FROM e.version)",
+        Duration::from_secs(30),
+        "every ticket event projected",
+    )
+    .await;
+}
+
+async fn count_events(pool: &PgPool, event_type: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'TicketSla' AND event_type = $1",
+    )
+    .bind(event_type)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unanswered_ticket_is_breached_once_by_two_watchers_within_five_seconds_of_its_due_time()
+{
+    // Given a one-minute first reply target around the clock, the pipeline and two watchers
+    let harness = Harness::start().await;
+    create_policy(
+        &harness.pool,
+        "one-minute",
+        json!({"name": "One minute", "position": 1,
+               "targets": {"normal": {"first_reply": 1}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+    let mut tasks = start_pipeline(&harness);
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(BreachWatcher::new(harness.pool.clone()).run()));
+    }
+
+    // When a ticket is opened and nobody answers
+    let ticket = uuid::Uuid::now_v7().to_string();
+    harness
+        .command(&ticket, open(&ticket, Priority::Normal))
+        .await;
+    wait_until_projected(&harness.pool).await;
+    let due_at: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT due_at FROM sla_metric WHERE ticket_id = $1 AND metric = 'first_reply'",
+    )
+    .bind(&ticket)
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+
+    // Then exactly one breach is recorded, dated at the due instant, within 5 s of it
+    wait_for(
+        &harness.pool,
+        "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = 'TicketSla' \
+                          AND event_type = 'SlaBreached')",
+        Duration::from_secs(90),
+        "a breach recorded",
+    )
+    .await;
+    let (payload, recorded_at): (Value, DateTime<Utc>) = sqlx::query_as(
+        "SELECT payload::jsonb, recorded_at FROM events \
+          WHERE aggregate_type = 'TicketSla' AND event_type = 'SlaBreached'",
+    )
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(payload["metric"], "first_reply");
+    assert_eq!(
+        payload["at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        due_at
+    );
+    let late = recorded_at - due_at;
+    assert!(
+        late <= chrono::TimeDelta::seconds(5),
+        "recorded {late} after the due instant"
+    );
+
+    // And two more watchers sweeping side by side, again and again, find nothing left to record
+    let (a, b) = (
+        BreachWatcher::new(harness.pool.clone()),
+        BreachWatcher::new(harness.pool.clone()),
+    );
+    for _ in 0..20 {
+        let (left, right) = tokio::join!(a.sweep(), b.sweep());
+        assert_eq!(left.unwrap().recorded + right.unwrap().recorded, 0);
+    }
+    assert_eq!(count_events(&harness.pool, "SlaBreached").await, 1);
+    let row: (String, DateTime<Utc>) = sqlx::query_as(
+        "SELECT outcome, breached_at FROM sla_metric WHERE ticket_id = $1 AND metric = 'first_reply'",
+    )
+    .bind(&ticket)
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(row, ("breached".to_owned(), due_at));
+    for task in tasks {
+        task.abort();
+    }
+    harness.delete_streams().await;
+}
+
+/// The whole SLA read model as JSON rows, in key order.
+async fn snapshot(pool: &PgPool) -> Vec<Vec<Value>> {
+    let mut tables = Vec::new();
+    for sql in [
+        "SELECT to_jsonb(s) FROM sla_state s ORDER BY ticket_id",
+        "SELECT to_jsonb(m) FROM sla_metric m ORDER BY ticket_id, metric, activation",
+        "SELECT to_jsonb(c) FROM sla_report_counts c \
+          ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes",
+    ] {
+        tables.push(sqlx::query_scalar(sql).fetch_all(pool).await.unwrap());
+    }
+    tables
+}
+
+/// Tickets with varied histories; each script is run in two phases with the breaches of
+/// one-minute targets in between.
+fn scripts() -> Vec<(Priority, Vec<TicketCommand>, Vec<TicketCommand>)> {
+    let vip = TicketCommand::Assign(AssignTicket {
+        assignee: Some(Some("agent-2".into())),
+        group: Some(Some("vip".into())),
+    });
+    vec![
+        // answered at once; the customer's follow-up waits past its target
+        (
+            Priority::Normal,
+            vec![agent_reply(), reply(Role::Customer, Visibility::Public)],
+            vec![agent_reply(), status(Status::Solved)],
+        ),
+        // nobody answers in time; an internal note does not count
+        (
+            Priority::Normal,
+            vec![reply(Role::Agent, Visibility::Internal)],
+            vec![agent_reply()],
+        ),
+        // parked as pending (paused), then worked
+        (
+            Priority::Normal,
+            vec![status(Status::Pending)],
+            vec![status(Status::Open), agent_reply()],
+        ),
+        // urgent, lowered to a priority without targets (withdrawn), raised again
+        (
+            Priority::Urgent,
+            vec![priority(Priority::Low)],
+            vec![priority(Priority::High), agent_reply()],
+        ),
+        // moved to the VIP group (retargeted), answered, solved and reopened
+        (
+            Priority::Normal,
+            vec![
+                vip,
+                agent_reply(),
+                status(Status::Solved),
+                status(Status::Open),
+            ],
+            vec![
+                reply(Role::Customer, Visibility::Public),
+                status(Status::Solved),
+            ],
+        ),
+        // solved on first touch, reopened later
+        (
+            Priority::Normal,
+            vec![status(Status::Solved)],
+            vec![status(Status::Open)],
+        ),
+        // a customer writes before any answer; on hold for a while
+        (
+            Priority::High,
+            vec![
+                reply(Role::Customer, Visibility::Public),
+                status(Status::OnHold),
+            ],
+            vec![status(Status::Open), agent_reply()],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_replays_the_stored_sla_events_into_identical_rows_and_counts() {
+    // Given two policies (the VIP group's wins), the pipeline and a watcher
+    let harness = Harness::start().await;
+    create_policy(
+        &harness.pool,
+        "standard",
+        json!({"name": "Standard", "position": 10,
+               "targets": {
+                   "normal": {"first_reply": 1, "next_reply": 1, "resolution": 2},
+                   "high": {"first_reply": 60, "next_reply": 60, "resolution": 600},
+                   "urgent": {"first_reply": 1, "resolution": 3}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+    create_policy(
+        &harness.pool,
+        "vip",
+        json!({"name": "VIP", "position": 1, "applies_to": {"groups": ["vip"]},
+               "targets": {"normal": {"first_reply": 30, "resolution": 600}},
+               "calendar": {"kind": "always"}, "pause_statuses": ["on_hold"]}),
+    )
+    .await;
+    let mut tasks = start_pipeline(&harness);
+    tasks.push(tokio::spawn(BreachWatcher::new(harness.pool.clone()).run()));
+
+    // When varied tickets are worked, some targets pass, and they are worked some more
+    let scripts = scripts();
+    let mut tickets = Vec::new();
+    for (priority, first, _) in &scripts {
+        let id = uuid::Uuid::now_v7().to_string();
+        harness.command(&id, open(&id, *priority)).await;
+        for command in first {
+            harness.command(&id, command.clone()).await;
+        }
+        tickets.push(id);
+    }
+    wait_for(
+        &harness.pool,
+        "SELECT count(*) >= 2 FROM events WHERE event_type = 'SlaBreached'",
+        Duration::from_secs(120),
+        "the one-minute targets breached",
+    )
+    .await;
+    for (id, (_, _, second)) in tickets.iter().zip(&scripts) {
+        for command in second {
+            harness.command(id, command.clone()).await;
+        }
+    }
+    wait_until_projected(&harness.pool).await;
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT event_type FROM events WHERE aggregate_type = 'TicketSla' ORDER BY 1",
+    )
+    .fetch_all(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        types,
+        [
+            "SlaBreached",
+            "SlaMetricActivated",
+            "SlaMetricFulfilled",
+            "SlaMetricPaused",
+            "SlaMetricResumed",
+            "SlaMetricRetargeted",
+            "SlaMetricWithdrawn"
+        ],
+        "the scenario exercises every kind of SLA event"
+    );
+    let live = snapshot(&harness.pool).await;
+    let stored = harness.event_count().await;
+
+    // Then a rebuild appends nothing and leaves every row and count as the live path did
+    let rebuilt = sla::rebuild::rebuild(&harness.pool, |_| {}).await.unwrap();
+    assert_eq!(rebuilt.tickets, tickets.len() as u64);
+    assert_eq!(harness.event_count().await, stored);
+    let replayed = snapshot(&harness.pool).await;
+    assert_eq!(replayed[0], live[0], "sla_state");
+    assert_eq!(replayed[1], live[1], "sla_metric");
+    assert_eq!(replayed[2], live[2], "sla_report_counts");
+    assert!(!live[2].is_empty());
+    harness.delete_streams().await;
+}
+
+#[tokio::test]
+async fn duplicated_and_reordered_ticket_events_decide_each_sla_event_once() {
+    // Given tickets opened and answered under a policy, their events read back from the store
+    let harness = Harness::start().await;
+    create_policy(
+        &harness.pool,
+        "standard",
+        json!({"name": "Standard", "position": 1,
+               "targets": {"normal": {"first_reply": 60, "resolution": 600}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+    for _ in 0..5 {
+        let id = uuid::Uuid::now_v7().to_string();
+        harness.command(&id, open(&id, Priority::Normal)).await;
+        harness.command(&id, agent_reply()).await;
+        harness.command(&id, status(Status::Solved)).await;
+    }
+    let envelopes: Vec<_> = helpdesk_platform::event_log::next_batch(
+        &harness.pool,
+        helpdesk_platform::event_log::Cursor::default(),
+        10_000,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|pending| pending.envelope)
+    .collect();
+
+    // When every event arrives twice, newest first (gaps retried in later rounds)
+    let projection = SlaProjection::new(harness.pool.clone());
+    let mut pending: Vec<_> = envelopes.iter().chain(envelopes.iter()).rev().collect();
+    for round in 0.. {
+        assert!(round < 20, "reordered events never converged");
+        let mut later = Vec::new();
+        for envelope in pending {
+            match projection.apply(envelope).await {
+                Ok(_) => {}
+                Err(helpdesk_projections::ProjectionError::Gap { .. }) => later.push(envelope),
+                Err(other) => panic!("{other}"),
+            }
+        }
+        if later.is_empty() {
+            break;
+        }
+        pending = later;
+    }
+
+    // Then each ticket has its SLA events once, in one gap-free sequence
+    let per_ticket: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT aggregate_id, array_agg(event_type ORDER BY sequence) FROM events \
+          WHERE aggregate_type = 'TicketSla' GROUP BY aggregate_id",
+    )
+    .fetch_all(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(per_ticket.len(), 5);
+    for (ticket, types) in per_ticket {
+        assert_eq!(
+            types,
+            [
+                "SlaMetricActivated",
+                "SlaMetricActivated",
+                "SlaMetricFulfilled",
+                "SlaMetricFulfilled"
+            ],
+            "{ticket}"
+        );
+    }
+    let achieved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sla_metric WHERE outcome = 'achieved'")
+            .fetch_one(&harness.pool)
+            .await
+            .unwrap();
+    assert_eq!(achieved, 10);
+}

@@ -1,0 +1,765 @@
+//! End to end: SLA reports of the real `helpdesk up` (relay, `sla` projection, breach watcher,
+//! query API) agree with what the stored SLA events say, and answer only those who may read
+//! them.
+//!
+//! The desk's history is partly *seeded*: ticket events written straight into the event store
+//! with a `recorded_at` hours or weeks in the past, so that targets of 10 to 30 minutes have
+//! passed without the test waiting for them (the projection and the watcher treat them like any
+//! other committed events). Tickets worked now go through the HTTP API.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use helpdesk_domain::sla::{SlaPolicy, SlaPolicyCommand};
+use helpdesk_domain::ticket::{
+    Author, AuthorKind, Channel, Priority, ReplyAdded, Requester, Status, TicketAssigned,
+    TicketEvent, TicketOpened, TicketStatusChanged, Visibility,
+};
+use helpdesk_tests::{Product, postgres_server_url};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// A running product with policies and a worked desk, and a pool on its database.
+struct Desk {
+    product: Product,
+    /// Its `DATABASE_URL`.
+    database: String,
+    pool: PgPool,
+    client: reqwest::Client,
+}
+
+async fn store_policy(pool: &PgPool, id: &str, definition: Value) {
+    let events = SlaPolicy::default()
+        .decide(SlaPolicyCommand::Create {
+            policy_id: id.into(),
+            definition: serde_json::from_value(definition).unwrap(),
+        })
+        .unwrap();
+    for (n, event) in events.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) VALUES ('SlaPolicy', $1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(n as i64 + 1)
+        .bind(event.name())
+        .bind(event.version())
+        .bind(serde_json::to_value(event).unwrap())
+        .bind(json!({"actor_id": "admin-1", "actor_role": "admin"}))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// Writes a ticket's whole history in one transaction, each event recorded at its instant.
+async fn seed(pool: &PgPool, id: &str, history: Vec<(DateTime<Utc>, TicketEvent)>) {
+    let mut tx = pool.begin().await.unwrap();
+    for (n, (at, event)) in history.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata, recorded_at) \
+             VALUES ('Ticket', $1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(n as i64 + 1)
+        .bind(event.name())
+        .bind(event.version())
+        .bind(serde_json::to_value(&event).unwrap())
+        .bind(json!({"actor_id": "seed", "actor_role": "admin", "correlation_id": "seed"}))
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+fn opened(id: &str, priority: Priority) -> TicketEvent {
+    TicketEvent::TicketOpened(TicketOpened {
+        ticket_id: id.into(),
+        subject: "Seeded".into(),
+        description: "From the past".into(),
+        priority,
+        channel: Channel::Email,
+        requester: Requester {
+            customer_id: "cust-1".into(),
+            name: None,
+            email: None,
+        },
+        tags: vec![],
+        group: None,
+    })
+}
+
+fn replied(kind: AuthorKind) -> TicketEvent {
+    TicketEvent::ReplyAdded(ReplyAdded {
+        interaction_id: uuid::Uuid::now_v7().to_string(),
+        author: Author {
+            id: "someone".into(),
+            kind,
+        },
+        visibility: Visibility::Public,
+        body: "…".into(),
+        attachments: vec![],
+    })
+}
+
+fn moved(from: Status, to: Status) -> TicketEvent {
+    TicketEvent::TicketStatusChanged(TicketStatusChanged { from, to })
+}
+
+fn assigned(assignee: &str, group: &str) -> TicketEvent {
+    TicketEvent::TicketAssigned(TicketAssigned {
+        assignee: Some(assignee.into()),
+        group: Some(group.into()),
+        previous_assignee: None,
+        previous_group: None,
+    })
+}
+
+/// Seeded tickets (achieved, breached then answered, breached by the watcher, withdrawn,
+/// retargeted, paused, and one six weeks old) and tickets worked now over HTTP.
+async fn given_a_worked_desk() -> Desk {
+    let database = helpdesk_platform::db::scratch_database_url(&postgres_server_url())
+        .await
+        .unwrap();
+    let product = Product::start(database.expose()).await;
+    let pool = helpdesk_platform::db::connect(&database, 4).await.unwrap();
+    store_policy(
+        &pool,
+        "standard",
+        json!({"name": "Standard", "position": 10,
+               "targets": {
+                   "normal": {"first_reply": 30, "next_reply": 30, "resolution": 240},
+                   "high": {"first_reply": 30, "next_reply": 30, "resolution": 240},
+                   "urgent": {"first_reply": 10, "resolution": 60}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+    store_policy(
+        &pool,
+        "vip",
+        json!({"name": "VIP", "position": 1, "applies_to": {"groups": ["vip"]},
+               "targets": {"normal": {"first_reply": 60, "resolution": 600}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+    let base = Utc::now() - TimeDelta::hours(3);
+    let m = |minutes: i64| base + TimeDelta::minutes(minutes);
+    let agent = || replied(AuthorKind::Agent);
+    let customer = || replied(AuthorKind::Customer);
+    let histories = vec![
+        vec![
+            (m(0), opened("h1", Priority::Normal)),
+            (m(10), agent()),
+            (m(100), moved(Status::New, Status::Solved)),
+        ],
+        vec![
+            (m(0), opened("h2", Priority::Normal)),
+            (m(50), agent()),
+            (m(170), moved(Status::New, Status::Solved)),
+        ],
+        vec![(m(0), opened("h3", Priority::High))],
+        vec![
+            (m(0), opened("h4", Priority::Urgent)),
+            (m(5), assigned("agent-9", "vip")),
+        ],
+        vec![
+            (m(0), opened("h5", Priority::Normal)),
+            (m(1), assigned("agent-7", "vip")),
+            (m(45), agent()),
+            (m(60), customer()),
+        ],
+        vec![
+            (m(0), opened("h6", Priority::Normal)),
+            (m(5), agent()),
+            (m(20), customer()),
+            (m(70), agent()),
+            (m(80), moved(Status::New, Status::Pending)),
+        ],
+        vec![
+            (m(-60 * 24 * 42), opened("h7", Priority::High)),
+            (m(-60 * 24 * 42 + 20), agent()),
+        ],
+    ];
+    for (n, history) in histories.into_iter().enumerate() {
+        let id = format!("h{}", n + 1);
+        seed(&pool, &id, history).await;
+    }
+    let desk = Desk {
+        product,
+        database: database.expose().to_owned(),
+        pool,
+        client: reqwest::Client::new(),
+    };
+    desk.work_live_tickets().await;
+    desk.wait_until_settled().await;
+    desk
+}
+
+impl Desk {
+    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Value {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.product.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// Three tickets opened now: one answered at once, one assigned, one left waiting.
+    async fn work_live_tickets(&self) {
+        let customer = self.product.token("customer", "cust-42").await;
+        let agent = self.product.token("agent", "agent-7").await;
+        for n in 0..3 {
+            let ticket = self
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/tickets",
+                    &customer,
+                    json!({"subject": format!("Live {n}"), "description": "Now",
+                           "channel": "web", "requester": {"customer_id": "cust-42"}}),
+                )
+                .await;
+            let path = format!("/api/v1/tickets/{}", ticket["id"].as_str().unwrap());
+            if n == 0 {
+                let reply = json!({"body": "On it", "visibility": "public"});
+                self.send(
+                    reqwest::Method::POST,
+                    &format!("{path}/interactions"),
+                    &agent,
+                    reply,
+                )
+                .await;
+            }
+            if n == 1 {
+                let assignment = json!({"assignee": "agent-7", "group": "accounts"});
+                self.send(
+                    reqwest::Method::PUT,
+                    &format!("{path}/assign"),
+                    &agent,
+                    assignment,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Waits until the projection applied every ticket event and no breach is left to record.
+    async fn wait_until_settled(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let settled: bool = sqlx::query_scalar(
+                "SELECT NOT EXISTS (SELECT 1 FROM (SELECT aggregate_id, max(sequence) AS version \
+                        FROM events WHERE aggregate_type = 'Ticket' GROUP BY aggregate_id) e \
+                      LEFT JOIN sla_state s ON s.ticket_id = e.aggregate_id \
+                      WHERE s.last_sequence IS DISTINCT FROM e.version) \
+                    AND NOT EXISTS (SELECT 1 FROM sla_metric WHERE outcome IS NULL \
+                      AND withdrawn_at IS NULL AND NOT paused \
+                      AND due_at <= now() - interval '3 seconds')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if settled {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the SLA view did not settle"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str, accept: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.product.url))
+            .bearer_auth(token)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A ticket's key per dimension (`priority`, `group`, `assignee`, `policy`, `channel`).
+type Keys = BTreeMap<&'static str, Option<String>>;
+
+/// One key's expected figures: achieved, breached, in progress, minutes of the fulfilled.
+#[derive(Debug, Default)]
+struct Figures(u64, u64, u64, Vec<i64>);
+
+/// One activation's story, told by the stored SLA events alone.
+#[derive(Debug, Default)]
+struct Story {
+    policy: String,
+    started_at: Option<DateTime<Utc>>,
+    withdrawn: bool,
+    /// (day, key per dimension) of the breach.
+    breached: Option<(NaiveDate, Keys)>,
+    /// (day, minutes, key per dimension) of the fulfilment.
+    fulfilled: Option<(NaiveDate, i64, Keys)>,
+}
+
+/// The report rows computed from the raw `events` rows: ticket events give each ticket's
+/// priority, group, assignee and channel after every sequence; `TicketSla` events give the
+/// outcomes, at the ticket sequence in their metadata.
+async fn expected(
+    pool: &PgPool,
+    metric: &str,
+    group_by: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<Value> {
+    let tickets: Vec<(String, i64, String, Value)> = sqlx::query_as(
+        "SELECT aggregate_id, sequence, event_type, payload::jsonb FROM events \
+          WHERE aggregate_type = 'Ticket' ORDER BY aggregate_id, sequence",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    // (ticket, sequence) → dimension → key
+    let mut dims: BTreeMap<(String, i64), Keys> = BTreeMap::new();
+    let mut current: Keys = BTreeMap::new();
+    for (ticket, sequence, event_type, payload) in &tickets {
+        let fields = &payload[event_type.as_str()];
+        let text = |value: &Value| value.as_str().map(str::to_owned);
+        match event_type.as_str() {
+            "TicketOpened" => {
+                current = BTreeMap::from([
+                    ("priority", text(&fields["priority"])),
+                    ("group", text(&fields["group"])),
+                    ("assignee", None),
+                    ("channel", text(&fields["channel"])),
+                ]);
+            }
+            "TicketPriorityChanged" => {
+                current.insert("priority", text(&fields["to"]));
+            }
+            "TicketAssigned" => {
+                current.insert("group", text(&fields["group"]));
+                current.insert("assignee", text(&fields["assignee"]));
+            }
+            _ => {}
+        }
+        dims.insert((ticket.clone(), *sequence), current.clone());
+    }
+    let sla: Vec<(String, Value, String)> = sqlx::query_as(
+        "SELECT aggregate_id, payload::jsonb, metadata::jsonb ->> 'ticket_sequence' FROM events \
+          WHERE aggregate_type = 'TicketSla' ORDER BY aggregate_id, sequence",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut stories: BTreeMap<(String, String, i64), Story> = BTreeMap::new();
+    for (ticket, event, sequence) in sla {
+        if event["metric"] != metric {
+            continue;
+        }
+        let at_dims = dims[&(ticket.clone(), sequence.parse().unwrap())].clone();
+        let story = stories
+            .entry((
+                ticket.clone(),
+                metric.to_owned(),
+                event["activation"].as_i64().unwrap(),
+            ))
+            .or_default();
+        let at: DateTime<Utc> = event["at"].as_str().unwrap().parse().unwrap();
+        let with_policy = |mut dims: Keys, policy: &str| {
+            dims.insert("policy", Some(policy.to_owned()));
+            dims
+        };
+        match event["type"].as_str().unwrap() {
+            "activated" => {
+                story.started_at = Some(event["started_at"].as_str().unwrap().parse().unwrap());
+                story.withdrawn = false;
+                if story.breached.is_none() {
+                    story.policy = event["policy"]["id"].as_str().unwrap().to_owned();
+                }
+            }
+            "retargeted" if story.breached.is_none() => {
+                story.policy = event["policy"]["id"].as_str().unwrap().to_owned();
+            }
+            "withdrawn" => story.withdrawn = true,
+            "breached" => {
+                story.breached = Some((at.date_naive(), with_policy(at_dims, &story.policy)));
+            }
+            "fulfilled" => {
+                let minutes = event["business_minutes"].as_i64().unwrap();
+                story.fulfilled = Some((
+                    at.date_naive(),
+                    minutes,
+                    with_policy(at_dims, &story.policy),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut keys: BTreeMap<Option<String>, Figures> = BTreeMap::new();
+    let within = |day: NaiveDate| from <= day && day <= to;
+    for ((ticket, _, _), story) in &stories {
+        let minutes = story.fulfilled.as_ref().map(|(_, minutes, _)| *minutes);
+        if let Some((day, at_dims)) = &story.breached {
+            if within(*day) {
+                let entry = keys.entry(at_dims[group_by].clone()).or_default();
+                entry.1 += 1;
+                entry.3.extend(minutes);
+            }
+        } else if let Some((day, minutes, at_dims)) = &story.fulfilled {
+            if within(*day) {
+                let entry = keys.entry(at_dims[group_by].clone()).or_default();
+                entry.0 += 1;
+                entry.3.push(*minutes);
+            }
+        } else if !story.withdrawn && story.started_at.is_some_and(|s| within(s.date_naive())) {
+            let last = dims
+                .range((ticket.clone(), 0)..=(ticket.clone(), i64::MAX))
+                .next_back();
+            let mut now = last.unwrap().1.clone();
+            now.insert("policy", Some(story.policy.clone()));
+            keys.entry(now[group_by].clone()).or_default().2 += 1;
+        }
+    }
+    let mut rows: Vec<(Option<String>, Figures)> = keys.into_iter().collect();
+    rows.sort_by(|a, b| (a.0.is_none(), &a.0).cmp(&(b.0.is_none(), &b.0)));
+    rows.into_iter()
+        .map(|(key, Figures(achieved, breached, in_progress, mut minutes))| {
+            minutes.sort_unstable();
+            let total = achieved + breached;
+            json!({
+                "key": key, "total": total, "achieved": achieved, "breached": breached,
+                "in_progress": in_progress,
+                "compliance_pct": (total > 0).then(|| (achieved as f64 * 100.0 / total as f64 * 100.0).round() / 100.0),
+                "median_business_minutes": percentile_cont(&minutes, 0.5),
+                "p90_business_minutes": percentile_cont(&minutes, 0.9),
+            })
+        })
+        .collect()
+}
+
+/// Postgres's `percentile_cont` over sorted values.
+fn percentile_cont(sorted: &[i64], p: f64) -> Option<f64> {
+    let rank = p * (sorted.len().checked_sub(1)? as f64);
+    let (lower, upper) = (
+        sorted[rank.floor() as usize] as f64,
+        sorted[rank.ceil() as usize] as f64,
+    );
+    Some(lower + (upper - lower) * (rank - rank.floor()))
+}
+
+fn report_path(from: NaiveDate, to: NaiveDate, metric: &str, group_by: &str) -> String {
+    format!(
+        "/api/v1/reports/sla-compliance?from={from}&to={to}&metric={metric}&group_by={group_by}"
+    )
+}
+
+#[tokio::test]
+async fn compliance_figures_equal_those_computed_from_the_stored_sla_events() {
+    let desk = given_a_worked_desk().await;
+    let manager = desk.product.token("manager", "manager-1").await;
+    let today = Utc::now().date_naive();
+    let periods = [
+        (today - TimeDelta::days(1), today),
+        (today - TimeDelta::days(60), today),
+        (today - TimeDelta::days(400), today - TimeDelta::days(2)),
+    ];
+    let mut outcomes = 0;
+    for (from, to) in periods {
+        for metric in ["first_reply", "next_reply", "resolution"] {
+            for group_by in ["priority", "group", "assignee", "policy", "channel"] {
+                let path = report_path(from, to, metric, group_by);
+                let response = desk.get(&path, &manager, "application/json").await;
+                assert_eq!(response.status(), StatusCode::OK, "{path}");
+                let report: Value = response.json().await.unwrap();
+                let want = expected(&desk.pool, metric, group_by, from, to).await;
+                assert_eq!(report["rows"], Value::Array(want), "{path}");
+                outcomes += report["rows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["total"].as_u64().unwrap())
+                    .sum::<u64>();
+            }
+        }
+    }
+    assert!(outcomes > 0);
+
+    // The scenario holds what it is meant to: achieved and breached outcomes, answered and
+    // unanswered breaches, a withdrawal and work in progress.
+    let first_reply: Value = desk
+        .get(
+            &report_path(today - TimeDelta::days(1), today, "first_reply", "priority"),
+            &manager,
+            "application/json",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let normal = first_reply["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "normal")
+        .unwrap();
+    assert_eq!(
+        (normal["achieved"].as_u64(), normal["breached"].as_u64()),
+        (Some(4), Some(1)),
+        "{first_reply}"
+    );
+    let high = first_reply["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "high")
+        .unwrap();
+    assert_eq!(high["breached"], 1);
+    assert_eq!(
+        high["median_business_minutes"],
+        Value::Null,
+        "h3 was never answered"
+    );
+    let breaches: Value = desk
+        .get(
+            &format!(
+                "/api/v1/reports/sla-breaches?from={}&to={today}&limit=1",
+                today - TimeDelta::days(1)
+            ),
+            &manager,
+            "application/json",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = breaches["breaches"][0].clone();
+    assert!(listed["breached_at"].is_string(), "{breaches}");
+    let next = breaches["next"].as_str().unwrap();
+    let rest: Value = desk
+        .get(
+            &format!(
+                "/api/v1/reports/sla-breaches?from={}&to={today}&limit=500&cursor={next}",
+                today - TimeDelta::days(1)
+            ),
+            &manager,
+            "application/json",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type = 'TicketSla' AND event_type = 'SlaBreached' \
+            AND (payload::jsonb ->> 'at')::timestamptz >= $1",
+    )
+    .bind((today - TimeDelta::days(1)).and_hms_opt(0, 0, 0).unwrap().and_utc())
+    .fetch_one(&desk.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        1 + rest["breaches"].as_array().unwrap().len() as i64,
+        stored
+    );
+    assert!(rest["next"].is_null());
+    assert_ne!(rest["breaches"][0], listed, "pages do not overlap");
+    desk.product.stop().await;
+}
+
+#[tokio::test]
+async fn reports_are_for_managers_auditors_and_admins_only() {
+    let desk = given_a_worked_desk().await;
+    let today = Utc::now().date_naive();
+    let paths = [
+        report_path(today, today, "first_reply", "priority"),
+        format!("/api/v1/reports/sla-breaches?from={today}&to={today}"),
+    ];
+    for (role, status) in [
+        ("customer", StatusCode::FORBIDDEN),
+        ("agent", StatusCode::FORBIDDEN),
+        ("manager", StatusCode::OK),
+        ("auditor", StatusCode::OK),
+        ("admin", StatusCode::OK),
+    ] {
+        let token = desk.product.token(role, &format!("{role}-1")).await;
+        for path in &paths {
+            let response = desk.get(path, &token, "application/json").await;
+            assert_eq!(response.status(), status, "{role} {path}");
+            if status == StatusCode::FORBIDDEN {
+                let problem: Value = response.json().await.unwrap();
+                assert!(
+                    problem["type"].as_str().unwrap().ends_with("forbidden"),
+                    "{problem}"
+                );
+            }
+        }
+    }
+    desk.product.stop().await;
+}
+
+#[tokio::test]
+async fn the_compliance_report_comes_as_csv_when_asked_and_bad_parameters_are_refused() {
+    let desk = given_a_worked_desk().await;
+    let admin = desk.product.token("admin", "admin-1").await;
+    let today = Utc::now().date_naive();
+    let path = report_path(today - TimeDelta::days(1), today, "first_reply", "group");
+
+    let json: Value = desk
+        .get(&path, &admin, "application/json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let response = desk.get(&path, &admin, "text/csv").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let csv = response.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "key,total,achieved,breached,in_progress,compliance_pct,median_business_minutes,p90_business_minutes"
+        )
+    );
+    let cell = |value: &Value| match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.as_f64().unwrap().to_string(),
+        other => other.to_string(),
+    };
+    let rows: Vec<String> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            [
+                "key",
+                "total",
+                "achieved",
+                "breached",
+                "in_progress",
+                "compliance_pct",
+                "median_business_minutes",
+                "p90_business_minutes",
+            ]
+            .iter()
+            .map(|column| cell(&row[column]))
+            .collect::<Vec<_>>()
+            .join(",")
+        })
+        .collect();
+    assert!(rows.len() >= 2, "a vip row and a no-group row: {json}");
+    assert_eq!(lines.map(str::to_owned).collect::<Vec<_>>(), rows);
+
+    let reports = "/api/v1/reports/sla-compliance";
+    let breaches = "/api/v1/reports/sla-breaches";
+    for (query, parameter) in [
+        (format!("{reports}?to={today}&metric=first_reply"), "from"),
+        (
+            format!("{reports}?from=2026-13-01&to={today}&metric=first_reply"),
+            "from",
+        ),
+        (format!("{reports}?from={today}&to={today}"), "metric"),
+        (
+            format!("{reports}?from={today}&to={today}&metric=first_response"),
+            "metric",
+        ),
+        (
+            format!("{reports}?from={today}&to={today}&metric=resolution&group_by=tags"),
+            "group_by",
+        ),
+        (
+            format!(
+                "{reports}?from={today}&to={}&metric=resolution",
+                today - TimeDelta::days(1)
+            ),
+            "to",
+        ),
+        (
+            format!("{breaches}?from={today}&to={today}&limit=0"),
+            "limit",
+        ),
+        (
+            format!("{breaches}?from={today}&to={today}&limit=many"),
+            "query",
+        ),
+        (
+            format!("{breaches}?from={today}&to={today}&cursor=nonsense"),
+            "cursor",
+        ),
+        (
+            format!("{breaches}?from={today}&to={}", today - TimeDelta::days(1)),
+            "to",
+        ),
+    ] {
+        let response = desk.get(&query, &admin, "application/json").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("invalid-parameter"),
+            "{problem}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains(parameter),
+            "{query}: {problem}"
+        );
+    }
+    desk.product.stop().await;
+}
+
+/// The whole SLA read model as JSON rows, in key order.
+async fn sla_tables(pool: &PgPool) -> Vec<Vec<Value>> {
+    let mut tables = Vec::new();
+    for sql in [
+        "SELECT to_jsonb(s) FROM sla_state s ORDER BY ticket_id",
+        "SELECT to_jsonb(m) FROM sla_metric m ORDER BY ticket_id, metric, activation",
+        "SELECT to_jsonb(c) FROM sla_report_counts c \
+          ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes",
+    ] {
+        tables.push(sqlx::query_scalar(sql).fetch_all(pool).await.unwrap());
+    }
+    tables
+}
+
+#[tokio::test]
+async fn the_cli_rebuilds_the_sla_view_from_the_stored_events_while_up_runs() {
+    let desk = given_a_worked_desk().await;
+    let live = sla_tables(&desk.pool).await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&desk.pool)
+        .await
+        .unwrap();
+
+    let output = desk
+        .product
+        .cli(&desk.database, &["projections", "rebuild", "sla"])
+        .await;
+
+    assert!(output.contains("rebuilt sla from"), "{output}");
+    assert_eq!(sla_tables(&desk.pool).await, live);
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&desk.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, events, "a rebuild decides nothing");
+    desk.product.stop().await;
+}
