@@ -216,9 +216,20 @@ async fn write(
                 definition,
             })
         }
-        Err(AggregateError::AggregateConflict) => Err(ApiError::WriteConflict(
-            "the policy was changed by another request meanwhile; read it and retry".into(),
-        )),
+        Err(AggregateError::AggregateConflict) => {
+            // Another edit won the append: with `If-Match` that is a stale precondition.
+            let latest = store.load_aggregate(id).await.map_err(ApiError::internal)?;
+            let version = u64::try_from(latest.current_sequence).unwrap_or_default();
+            if !matches!(if_match, IfMatch::Absent) && !if_match.matches(version) {
+                return Err(ApiError::PreconditionFailed {
+                    current_version: version,
+                    changes: Vec::new(),
+                });
+            }
+            Err(ApiError::WriteConflict(
+                "the policy was changed by another request meanwhile; read it and retry".into(),
+            ))
+        }
         Err(error) => Err(ApiError::internal(error)),
     }
 }

@@ -42,12 +42,23 @@ pub(super) async fn tail(js: &jetstream::Context, prefix: &str) -> Result<Start,
 pub(super) async fn run(inner: Arc<Inner>, js: jetstream::Context, start: Start) {
     let mut next = start.cursor + 1;
     let mut cache = SummaryCache::new(inner.settings.summary_cache);
+    let mut failing = Failing::default();
     loop {
-        if let Err(error) = follow(&inner, &js, &mut next, &mut cache).await {
+        if let Err(error) = follow(&inner, &js, &mut next, &mut cache, &mut failing).await {
             tracing::warn!(%error, "real-time feed interrupted; resuming from the stream");
         }
         tokio::time::sleep(RETRY_AFTER).await;
     }
+}
+
+/// Tries to summarise the same event before the feed gives up on it.
+const SUMMARY_ATTEMPTS: u32 = 5;
+
+/// The event whose summary keeps failing, and how often it failed.
+#[derive(Default)]
+struct Failing {
+    cursor: u64,
+    attempts: u32,
 }
 
 async fn follow(
@@ -55,6 +66,7 @@ async fn follow(
     js: &jetstream::Context,
     next: &mut u64,
     cache: &mut SummaryCache,
+    failing: &mut Failing,
 ) -> Result<(), String> {
     let prefix = &inner.settings.prefix;
     let stream = ensure_events_stream(js, prefix).await?;
@@ -91,7 +103,22 @@ async fn follow(
             }
             Ok(None) => inner.advance(cursor),
             Err(error) => {
-                tracing::warn!(%error, cursor, "cannot summarise an event; it is not pushed");
+                if failing.cursor != cursor {
+                    *failing = Failing {
+                        cursor,
+                        attempts: 0,
+                    };
+                }
+                failing.attempts += 1;
+                if failing.attempts < SUMMARY_ATTEMPTS {
+                    // Most likely the store is unreachable: read this event again shortly
+                    // rather than let every client miss it.
+                    *next = cursor;
+                    return Err(format!(
+                        "cannot summarise the event at cursor {cursor}: {error}"
+                    ));
+                }
+                tracing::error!(%error, cursor, "cannot summarise an event after {SUMMARY_ATTEMPTS} attempts; it is not pushed");
                 inner.advance(cursor);
             }
         }
