@@ -59,6 +59,8 @@ pub(super) struct Session {
     cursor: u64,
     updates: broadcast::Receiver<Arc<Update>>,
     presence: broadcast::Receiver<Arc<PresenceChange>>,
+    /// Followed tickets the caller lost sight of (moved to a group it is not in): no presence.
+    hidden: std::collections::HashSet<String>,
 }
 
 impl Session {
@@ -76,6 +78,7 @@ impl Session {
             cursor,
             updates,
             presence,
+            hidden: std::collections::HashSet::new(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Session {
             update = self.updates.recv() => match update {
                 Ok(update) => {
                     self.cursor = update.cursor;
+                    self.track_sight(&update);
                     let subscriptions = self.subscriptions.iter();
                     Next::Send(route(&self.principal, self.scope, &update, subscriptions))
                 }
@@ -174,6 +178,7 @@ impl Session {
         let target = match target {
             Target::Ticket(raw) => {
                 let ticket = self.visible_ticket(&raw).await?;
+                self.hidden.remove(&ticket.id);
                 Target::Ticket(ticket.id)
             }
             queue @ Target::Queue(_) => queue,
@@ -277,14 +282,32 @@ impl Session {
         }
     }
 
+    /// Remembers whether the caller may still see a ticket it follows.
+    fn track_sight(&mut self, update: &Update) {
+        let ticket = &update.after.id;
+        if !self.follows(ticket) {
+            return;
+        }
+        if access::can_see(&self.principal, self.scope, update.after.facts()) {
+            self.hidden.remove(ticket);
+        } else {
+            self.hidden.insert(ticket.clone());
+        }
+    }
+
+    /// Whether a ticket subscription follows `ticket`.
+    fn follows(&self, ticket: &str) -> bool {
+        self.subscriptions
+            .values()
+            .any(|subscription| matches!(&subscription.target, Target::Ticket(id) if id == ticket))
+    }
+
     fn sees_presence(&self) -> bool {
         access::sees_internal_notes(&self.principal)
     }
 
     fn presence_message(&self, change: &PresenceChange) -> Option<ServerMessage> {
-        let followed = self.subscriptions.values().any(
-            |subscription| matches!(&subscription.target, Target::Ticket(id) if *id == change.ticket),
-        );
+        let followed = self.follows(&change.ticket) && !self.hidden.contains(&change.ticket);
         (followed && self.sees_presence()).then(|| ServerMessage::Presence {
             ticket: change.ticket.clone(),
             viewers: change.viewers.clone(),
@@ -298,6 +321,7 @@ impl Session {
         self.subscriptions
             .values()
             .filter_map(|subscription| match &subscription.target {
+                Target::Ticket(ticket) if self.hidden.contains(ticket) => None,
                 Target::Ticket(ticket) => Some(ServerMessage::Presence {
                     ticket: ticket.clone(),
                     viewers: self.inner.presence.viewers(ticket),
