@@ -84,6 +84,26 @@ pub async fn save_checkpoint(
     Ok(())
 }
 
+/// Empties the Postgres read model `tables` (a comma-separated list for `TRUNCATE`, from our
+/// own code, never from input) and forgets projection `name`'s checkpoint, in one
+/// transaction: what [`Projection::reset`] does for read models kept in Postgres.
+pub async fn reset_tables(
+    pool: &sqlx::PgPool,
+    name: &str,
+    tables: &'static str,
+) -> Result<(), ProjectionError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("TRUNCATE {tables}"))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A read model fed by events.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {

@@ -56,16 +56,7 @@ impl Projection for TicketSummary {
     }
 
     async fn reset(&self) -> Result<(), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("TRUNCATE ticket_summary")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
-            .bind(&self.name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        crate::reset_tables(&self.pool, &self.name, "ticket_summary").await
     }
 
     async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {

@@ -131,16 +131,12 @@ impl Projection for SlaProjection {
     /// generic `rebuild::rebuild` would decide every ticket event again under today's policies
     /// and append the results a second time.
     async fn reset(&self) -> Result<(), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("TRUNCATE sla_state, sla_metric, sla_report_counts")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
-            .bind(&self.name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        crate::reset_tables(
+            &self.pool,
+            &self.name,
+            "sla_state, sla_metric, sla_report_counts",
+        )
+        .await
     }
 
     async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
