@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use helpdesk_domain::sla::{SlaPolicy, SlaPolicyCommand, SlaPolicyDefinition};
+use helpdesk_domain::sla::{
+    SlaPolicy, SlaPolicyCommand, SlaPolicyDefinition, SlaPolicyEvent, SlaPolicyUpdated,
+};
 use helpdesk_domain::ticket::{
     AddInteraction, AssignTicket, Channel, OpenTicket, Priority, Requester, Status, TicketCommand,
     Visibility,
@@ -40,21 +42,32 @@ async fn create_policy(pool: &PgPool, id: &str, definition: Value) {
         })
         .unwrap();
     for (n, event) in events.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-                 event_version, payload, metadata) \
-             VALUES ('SlaPolicy', $1, $2, $3, $4, $5, $6)",
-        )
-        .bind(id)
-        .bind(n as i64 + 1)
-        .bind(event.name())
-        .bind(event.version())
-        .bind(serde_json::to_value(event).unwrap())
-        .bind(json!({"actor_id": "admin-1", "actor_role": "admin", "command": "create_sla_policy"}))
-        .execute(pool)
-        .await
-        .unwrap();
+        append_policy_event(pool, id, n as i64 + 1, event).await;
     }
+}
+
+/// Stores a new version of a policy.
+async fn update_policy(pool: &PgPool, id: &str, version: i64, definition: Value) {
+    let definition: SlaPolicyDefinition = serde_json::from_value(definition).unwrap();
+    let event = SlaPolicyEvent::SlaPolicyUpdated(SlaPolicyUpdated { definition });
+    append_policy_event(pool, id, version, &event).await;
+}
+
+async fn append_policy_event(pool: &PgPool, id: &str, sequence: i64, event: &SlaPolicyEvent) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, metadata) \
+         VALUES ('SlaPolicy', $1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(sequence)
+    .bind(event.name())
+    .bind(event.version())
+    .bind(serde_json::to_value(event).unwrap())
+    .bind(json!({"actor_id": "admin-1", "actor_role": "admin", "command": "sla_policy"}))
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 fn open(id: &str, priority: Priority) -> TicketCommand {
@@ -479,4 +492,133 @@ async fn duplicated_and_reordered_ticket_events_decide_each_sla_event_once() {
             .await
             .unwrap();
     assert_eq!(achieved, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_created_or_changed_later_reaches_open_tickets_at_once_and_replays_identically() {
+    // Given a normal and a low priority ticket opened while no policy exists
+    let harness = Harness::start().await;
+    let tasks = start_pipeline(&harness);
+    let normal = uuid::Uuid::now_v7().to_string();
+    let low = uuid::Uuid::now_v7().to_string();
+    harness
+        .command(&normal, open(&normal, Priority::Normal))
+        .await;
+    harness.command(&low, open(&low, Priority::Low)).await;
+    wait_until_projected(&harness.pool).await;
+    assert_eq!(count_events(&harness.pool, "SlaMetricActivated").await, 0);
+    let opened_at: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT recorded_at FROM events WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 \
+            AND sequence = 1",
+    )
+    .bind(&normal)
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+
+    // When a policy with targets for normal tickets is created, with no further ticket event
+    create_policy(
+        &harness.pool,
+        "late",
+        json!({"name": "Late", "position": 1,
+               "targets": {"normal": {"first_reply": 60, "resolution": 600}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+
+    // Then the open normal ticket's clocks start from its opening, and only its clocks
+    wait_for(
+        &harness.pool,
+        "SELECT count(*) = 2 FROM events WHERE event_type = 'SlaMetricActivated'",
+        Duration::from_secs(30),
+        "both targets activated by the policy change",
+    )
+    .await;
+    let activated: Vec<(String, Value, Value)> = sqlx::query_as(
+        "SELECT aggregate_id, payload::jsonb, metadata::jsonb FROM events \
+          WHERE event_type = 'SlaMetricActivated' ORDER BY sequence",
+    )
+    .fetch_all(&harness.pool)
+    .await
+    .unwrap();
+    for (ticket, payload, metadata) in &activated {
+        assert_eq!(ticket, &normal);
+        assert_eq!(metadata["command"], "sla_policy_reapply");
+        let started: DateTime<Utc> = serde_json::from_value(payload["started_at"].clone()).unwrap();
+        assert_eq!(
+            started, opened_at,
+            "measured from the opening, not the change"
+        );
+    }
+    let first_due: DateTime<Utc> =
+        serde_json::from_value(activated[0].1["due_at"].clone()).unwrap();
+    assert_eq!(first_due, opened_at + chrono::Duration::minutes(60));
+
+    // When the first reply target is lowered to 30 minutes
+    update_policy(
+        &harness.pool,
+        "late",
+        2,
+        json!({"name": "Late", "position": 1,
+               "targets": {"normal": {"first_reply": 30, "resolution": 600}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+
+    // Then both running metrics move to version 2, the first reply due from the same start
+    wait_for(
+        &harness.pool,
+        "SELECT count(*) = 2 FROM events WHERE event_type = 'SlaMetricRetargeted'",
+        Duration::from_secs(30),
+        "both running metrics retargeted to the new policy version",
+    )
+    .await;
+    let retargeted: Value = sqlx::query_scalar(
+        "SELECT payload::jsonb FROM events WHERE event_type = 'SlaMetricRetargeted' \
+            AND payload->>'metric' = 'first_reply'",
+    )
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(retargeted["metric"], "first_reply");
+    assert_eq!(retargeted["policy"]["version"], 2);
+    let due: DateTime<Utc> = serde_json::from_value(retargeted["due_at"].clone()).unwrap();
+    assert_eq!(due, opened_at + chrono::Duration::minutes(30));
+    let due_in_row: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT due_at FROM sla_metric WHERE ticket_id = $1 AND metric = 'first_reply'",
+    )
+    .bind(&normal)
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(due_in_row, due);
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+
+    // And the policy event delivered again changes nothing, and a rebuild gives the same rows
+    let stored = harness.event_count().await;
+    let envelopes = helpdesk_platform::event_log::next_batch(
+        &harness.pool,
+        helpdesk_platform::event_log::Cursor::default(),
+        10_000,
+    )
+    .await
+    .unwrap();
+    let policy_events: Vec<_> = envelopes
+        .into_iter()
+        .map(|pending| pending.envelope)
+        .filter(|envelope| envelope.aggregate_type == "SlaPolicy")
+        .collect();
+    assert_eq!(policy_events.len(), 2);
+    let projection = SlaProjection::new(harness.pool.clone());
+    for envelope in &policy_events {
+        projection.apply(envelope).await.unwrap();
+    }
+    assert_eq!(harness.event_count().await, stored);
+    let live = snapshot(&harness.pool).await;
+    sla::rebuild::rebuild(&harness.pool, |_| {}).await.unwrap();
+    assert_eq!(snapshot(&harness.pool).await, live);
+    harness.delete_streams().await;
 }

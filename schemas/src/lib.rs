@@ -19,6 +19,7 @@ pub mod envelope;
 pub use audit::AuditAnchored;
 pub use envelope::{EventEnvelope, envelope_schema, events_stream_name, events_subject_root};
 
+use helpdesk_domain::sla::{SlaEvent, SlaPolicyCreated, SlaPolicyEvent, SlaPolicyUpdated};
 use helpdesk_domain::ticket::{
     ReplyAdded, TagsChanged, TicketAssigned, TicketEvent, TicketOpened, TicketPriorityChanged,
     TicketStatusChanged,
@@ -56,6 +57,28 @@ pub fn event_schemas() -> Vec<EventSchema> {
             schema: describe(schema_of(event_type), event_type, event_version),
         })
         .collect();
+    schemas.extend(
+        SlaPolicyEvent::CURRENT_VERSIONS
+            .iter()
+            .map(|&(event_type, event_version)| EventSchema {
+                event_type,
+                event_version,
+                schema: describe(policy_schema_of(event_type), event_type, event_version),
+            }),
+    );
+    schemas.extend(
+        SlaEvent::EVENT_TYPES
+            .iter()
+            .map(|&(event_type, tag)| EventSchema {
+                event_type,
+                event_version: SlaEvent::EVENT_VERSION,
+                schema: describe(
+                    sla_schema_of(event_type, tag),
+                    event_type,
+                    SlaEvent::EVENT_VERSION,
+                ),
+            }),
+    );
     schemas.push(EventSchema {
         event_type: audit::ANCHOR_EVENT_TYPE,
         event_version: audit::ANCHOR_EVENT_VERSION,
@@ -78,6 +101,36 @@ fn schema_of(event_type: &str) -> Schema {
         "TagsChanged" => schema_for!(TagsChanged),
         other => unknown_event(other),
     }
+}
+
+fn policy_schema_of(event_type: &str) -> Schema {
+    match event_type {
+        "SlaPolicyCreated" => schema_for!(SlaPolicyCreated),
+        "SlaPolicyUpdated" => schema_for!(SlaPolicyUpdated),
+        other => unknown_event(other),
+    }
+}
+
+/// The schema of one SLA metric event type: the variant of [`SlaEvent`] (an object tagged by
+/// `type`) that is stored under that name, with the definitions the variants share.
+fn sla_schema_of(event_type: &str, tag: &str) -> Schema {
+    let whole = schema_for!(SlaEvent).to_value();
+    let variant = whole
+        .get("oneOf")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|variant| variant["properties"]["type"]["const"] == tag);
+    let Some(variant) = variant else {
+        return unknown_event(event_type);
+    };
+    let mut object = variant.as_object().cloned().unwrap_or_default();
+    for keyword in ["$schema", "$defs"] {
+        if let Some(value) = whole.get(keyword) {
+            object.insert(keyword.into(), value.clone());
+        }
+    }
+    Schema::from(object)
 }
 
 /// A name in `CURRENT_VERSIONS` without a match arm above: caught by the snapshot test, which

@@ -76,3 +76,38 @@ fn schemas_of_older_event_versions_stay_published() {
     assert!(schema["properties"].is_object(), "{frozen} is a schema");
     assert!(schema["properties"].get("attachments").is_none());
 }
+
+#[test]
+fn each_sla_event_type_has_the_schema_of_its_own_variant() {
+    let schemas = event_schemas();
+    let find = |name: &str| {
+        schemas
+            .iter()
+            .find(|s| s.event_type == name)
+            .unwrap_or_else(|| panic!("no schema for {name}"))
+            .schema
+            .clone()
+    };
+    let breached = find("SlaBreached");
+    assert_eq!(breached["properties"]["type"]["const"], "breached");
+    let required = breached["required"].as_array().unwrap();
+    for field in ["type", "metric", "activation", "at"] {
+        assert!(
+            required.iter().any(|r| r == field),
+            "SlaBreached requires {field}"
+        );
+    }
+    let activated = find("SlaMetricActivated");
+    assert_eq!(activated["properties"]["type"]["const"], "activated");
+    for field in ["policy", "due_at", "started_at", "target_minutes"] {
+        assert!(
+            activated["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == field),
+            "SlaMetricActivated requires {field}"
+        );
+    }
+    assert!(find("SlaPolicyCreated")["properties"]["definition"].is_object());
+}

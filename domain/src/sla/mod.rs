@@ -55,7 +55,8 @@ pub use errors::{CalendarError, ClockError, WallTimeError};
 pub use metric::SlaMetric;
 pub use policy::{
     AppliesTo, MetricTargets, PolicyRef, PriorityTargets, SlaPolicy, SlaPolicyCommand,
-    SlaPolicyDefinition, SlaPolicyError, SlaPolicyEvent, select_policy,
+    SlaPolicyCreated, SlaPolicyDefinition, SlaPolicyError, SlaPolicyEvent, SlaPolicyUpdated,
+    select_policy,
 };
 pub use wall_time::WallTime;
 

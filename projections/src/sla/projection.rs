@@ -2,9 +2,12 @@
 //! appends them to the event store as the ticket's `TicketSla` aggregate, and keeps
 //! `sla_state`, `sla_metric` and `sla_report_counts` — all in one transaction per event.
 //!
-//! Only `Ticket` events are decided. `TicketSla` events (its own, coming back through the
-//! stream) are ignored; an `SlaPolicy` event drops the cached policies. The projection is the
-//! only place SLA events are *decided* from ticket events; the rebuild (`sla::rebuild`) only
+//! `Ticket` events are decided one by one. An `SlaPolicy` event (a policy created or changed)
+//! drops the cached policies and re-selects the policy of every ticket the projection knows
+//! ([`TicketSla::reapply_policies`](helpdesk_domain::sla::TicketSla::reapply_policies)), so
+//! open tickets are retargeted, withdrawn or activated at the change instead of at their next
+//! event. `TicketSla` events (its own, coming back through the stream) are ignored. The
+//! projection is the only place SLA events are *decided*; the rebuild (`sla::rebuild`) only
 //! replays the stored ones.
 
 use std::sync::Arc;
@@ -92,20 +95,99 @@ impl SlaProjection {
         state.dims.observe(&event);
         state.last_sequence = envelope.sequence;
         state.last_event_id = Some(envelope.event_id.clone());
-        let cause = Cause {
-            causation_id: envelope.event_id.clone(),
-            correlation_id: envelope
-                .metadata
-                .get("correlation_id")
-                .cloned()
-                .unwrap_or_else(|| envelope.event_id.clone()),
-            ticket_sequence: envelope.sequence,
-            command: "sla_projection",
-        };
+        let cause = Cause::of(envelope, envelope.sequence, "sla_projection");
         store::append(&mut tx, &mut state, &events, &cause).await?;
         store::record(&mut tx, &state, &events).await?;
         tx.commit().await?;
         Ok(Applied::Applied)
+    }
+}
+
+impl SlaProjection {
+    /// Brings every known ticket in line with the policies after `envelope` changed one.
+    ///
+    /// The states are scanned without locks, a batch at a time, and the engine is asked on a
+    /// copy; only a ticket whose clocks would change is locked and decided again in its own
+    /// transaction (a concurrent ticket event or breach may have moved it meanwhile). A
+    /// redelivered policy event finds nothing left to change.
+    async fn reapply_policies(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        const BATCH: i64 = 1000;
+        let policies = self.policies.current(&self.pool).await?;
+        let at = envelope.recorded_at;
+        let mut after = String::new();
+        let mut changed = 0u64;
+        loop {
+            let rows: Vec<serde_json::Value> = sqlx::query_scalar(
+                "SELECT to_jsonb(s) FROM sla_state s WHERE ticket_id > $1 \
+                  ORDER BY ticket_id LIMIT $2",
+            )
+            .bind(&after)
+            .bind(BATCH)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last["ticket_id"].as_str().unwrap_or_default().to_owned();
+            for row in rows {
+                let Ok(state) = serde_json::from_value::<TicketState>(row) else {
+                    continue; // `lock` reports an unreadable state at the ticket's next event
+                };
+                let mut probe = state.engine.clone();
+                if probe
+                    .reapply_policies(at, &policies)
+                    .is_ok_and(|events| events.is_empty())
+                {
+                    continue;
+                }
+                if self
+                    .reapply_to(&state.ticket_id, envelope, &policies)
+                    .await?
+                {
+                    changed += 1;
+                }
+            }
+        }
+        tracing::info!(
+            policy = %envelope.aggregate_id,
+            version = envelope.sequence,
+            tickets = changed,
+            "SLA policies reapplied to open tickets"
+        );
+        Ok(Applied::Applied)
+    }
+
+    /// Re-selects one ticket's policy under its row lock; true when SLA events were appended.
+    async fn reapply_to(
+        &self,
+        ticket_id: &str,
+        envelope: &EventEnvelope,
+        policies: &Policies,
+    ) -> Result<bool, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(mut state) = store::lock(&mut tx, ticket_id).await? else {
+            return Ok(false);
+        };
+        let events = match state
+            .engine
+            .reapply_policies(envelope.recorded_at, policies)
+        {
+            Ok(events) => events,
+            Err(error) => {
+                // The ticket's next event meets the same error and is dead-lettered there,
+                // with the ticket named; the other tickets still get the change.
+                tracing::warn!(%ticket_id, %error, "SLA policy change not applied to ticket");
+                return Ok(false);
+            }
+        };
+        if events.is_empty() {
+            return Ok(false);
+        }
+        let cause = Cause::of(envelope, state.last_sequence, "sla_policy_reapply");
+        store::append(&mut tx, &mut state, &events, &cause).await?;
+        store::record(&mut tx, &state, &events).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -120,7 +202,7 @@ impl Projection for SlaProjection {
             "Ticket" => self.apply_ticket_event(envelope).await,
             "SlaPolicy" => {
                 self.policies.forget().await;
-                Ok(Applied::Duplicate)
+                self.reapply_policies(envelope).await
             }
             _ => Ok(Applied::Duplicate),
         }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use helpdesk_domain::sla::{SlaEvent, TicketSla};
+use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
 
@@ -246,25 +247,26 @@ pub struct Cause {
     pub correlation_id: String,
     /// The ticket sequence they were decided at; the rebuild applies them right after it.
     pub ticket_sequence: i64,
-    /// What decided them: `sla_projection` or `sla_breach_watcher`.
+    /// What decided them: `sla_projection`, `sla_policy_reapply` or `sla_breach_watcher`.
     pub command: &'static str,
 }
 
-/// The stored event type of an SLA event.
-pub fn event_type(event: &SlaEvent) -> &'static str {
-    match event {
-        SlaEvent::Activated { .. } => "SlaMetricActivated",
-        SlaEvent::Paused { .. } => "SlaMetricPaused",
-        SlaEvent::Resumed { .. } => "SlaMetricResumed",
-        SlaEvent::Retargeted { .. } => "SlaMetricRetargeted",
-        SlaEvent::Fulfilled { .. } => "SlaMetricFulfilled",
-        SlaEvent::Breached { .. } => "SlaBreached",
-        SlaEvent::Withdrawn { .. } => "SlaMetricWithdrawn",
+impl Cause {
+    /// Events decided because of `envelope` (a ticket or policy event), at the ticket's
+    /// `ticket_sequence`.
+    pub fn of(envelope: &EventEnvelope, ticket_sequence: i64, command: &'static str) -> Cause {
+        Cause {
+            causation_id: envelope.event_id.clone(),
+            correlation_id: envelope
+                .metadata
+                .get("correlation_id")
+                .cloned()
+                .unwrap_or_else(|| envelope.event_id.clone()),
+            ticket_sequence,
+            command,
+        }
     }
 }
-
-/// The version written for every SLA event type.
-pub const EVENT_VERSION: &str = "1";
 
 /// Appends `events` to the ticket's `TicketSla` aggregate after `state.last_sla_sequence` and
 /// moves it on. A writer holding a stale state collides on the events primary key.
@@ -289,7 +291,7 @@ pub async fn append(
         ("ticket_sequence", cause.ticket_sequence.to_string()),
         ("command", cause.command.to_owned()),
     ]);
-    let types: Vec<&str> = events.iter().map(event_type).collect();
+    let types: Vec<&str> = events.iter().map(SlaEvent::event_type).collect();
     let payloads = events
         .iter()
         .map(serde_json::to_string)
@@ -307,7 +309,7 @@ pub async fn append(
     .bind(AGGREGATE_TYPE)
     .bind(&state.ticket_id)
     .bind(state.last_sla_sequence)
-    .bind(EVENT_VERSION)
+    .bind(SlaEvent::EVENT_VERSION)
     .bind(sqlx::types::Json(&metadata))
     .bind(&types)
     .bind(&payloads)

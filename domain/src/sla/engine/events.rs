@@ -160,6 +160,34 @@ impl SlaEvent {
         }
     }
 
+    /// Every stored event type with the `type` tag of its payload, each written in version
+    /// [`SlaEvent::EVENT_VERSION`].
+    pub const EVENT_TYPES: [(&'static str, &'static str); 7] = [
+        ("SlaMetricActivated", "activated"),
+        ("SlaMetricPaused", "paused"),
+        ("SlaMetricResumed", "resumed"),
+        ("SlaMetricRetargeted", "retargeted"),
+        ("SlaMetricFulfilled", "fulfilled"),
+        ("SlaBreached", "breached"),
+        ("SlaMetricWithdrawn", "withdrawn"),
+    ];
+
+    /// The version written for every SLA event type.
+    pub const EVENT_VERSION: &'static str = "1";
+
+    /// The event type it is stored and published under (`SlaBreached`, …).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            SlaEvent::Activated { .. } => "SlaMetricActivated",
+            SlaEvent::Paused { .. } => "SlaMetricPaused",
+            SlaEvent::Resumed { .. } => "SlaMetricResumed",
+            SlaEvent::Retargeted { .. } => "SlaMetricRetargeted",
+            SlaEvent::Fulfilled { .. } => "SlaMetricFulfilled",
+            SlaEvent::Breached { .. } => "SlaBreached",
+            SlaEvent::Withdrawn { .. } => "SlaMetricWithdrawn",
+        }
+    }
+
     /// The stable name of the event, as in the `type` tag.
     pub fn name(&self) -> &'static str {
         match self {
@@ -191,4 +219,59 @@ pub enum SlaEngineError {
         /// What the clock said.
         source: ClockError,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::SlaMetric;
+
+    #[test]
+    fn every_event_is_stored_under_a_listed_type_with_its_tag() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let metric = SlaMetric::FirstReply;
+        let events = [
+            SlaEvent::Paused {
+                metric,
+                activation: 1,
+                at,
+            },
+            SlaEvent::Resumed {
+                metric,
+                activation: 1,
+                at,
+                due_at: at,
+            },
+            SlaEvent::Fulfilled {
+                metric,
+                activation: 1,
+                at,
+                business_minutes: 3,
+            },
+            SlaEvent::Breached {
+                metric,
+                activation: 1,
+                at,
+            },
+            SlaEvent::Withdrawn {
+                metric,
+                activation: 1,
+                at,
+            },
+        ];
+        for event in events {
+            let tag = serde_json::to_value(&event).unwrap()["type"].clone();
+            assert_eq!(tag, event.name());
+            assert!(
+                SlaEvent::EVENT_TYPES.contains(&(event.event_type(), event.name())),
+                "{} is not listed",
+                event.event_type()
+            );
+        }
+        let types: std::collections::BTreeSet<_> = SlaEvent::EVENT_TYPES
+            .iter()
+            .map(|(stored, _)| stored)
+            .collect();
+        assert_eq!(types.len(), SlaEvent::EVENT_TYPES.len());
+    }
 }
