@@ -337,6 +337,8 @@ fn bulk_documents(n: usize) -> Vec<TicketDocument> {
                 last_position: i as i64 + 1,
                 // Interleaved so the tie-breaker order differs from the id order.
                 opened_position: ((i * 7919) % n) as i64 + 1,
+                sla_sequence: 0,
+                sla_clocks: Default::default(),
             }
         })
         .collect()
@@ -598,4 +600,283 @@ async fn group_scoped_agents_find_their_groups_and_ungrouped_tickets_only() {
     );
     let manager = search_as(&app, "manager-1", "manager", &[("q", word)]).await;
     assert_eq!(manager["total"], 3, "managers see every group");
+}
+
+// --- SLA state ---------------------------------------------------------------------------------
+
+/// The ticket's first-reply clock: activated at `at`, due an hour later.
+fn first_reply_activated(at: DateTime<Utc>) -> helpdesk_domain::sla::SlaEvent {
+    helpdesk_domain::sla::SlaEvent::Activated {
+        metric: helpdesk_domain::sla::SlaMetric::FirstReply,
+        activation: 1,
+        policy: helpdesk_domain::sla::PolicyRef {
+            id: "policy-1".into(),
+            version: 1,
+        },
+        at,
+        started_at: at,
+        due_at: at + Span::hours(1),
+        target_minutes: 60,
+    }
+}
+
+fn first_reply_breached(at: DateTime<Utc>) -> helpdesk_domain::sla::SlaEvent {
+    helpdesk_domain::sla::SlaEvent::Breached {
+        metric: helpdesk_domain::sla::SlaMetric::FirstReply,
+        activation: 1,
+        at,
+    }
+}
+
+fn first_reply_fulfilled(at: DateTime<Utc>) -> helpdesk_domain::sla::SlaEvent {
+    helpdesk_domain::sla::SlaEvent::Fulfilled {
+        metric: helpdesk_domain::sla::SlaMetric::FirstReply,
+        activation: 1,
+        at,
+        business_minutes: 90,
+    }
+}
+
+/// Appends SLA events to a ticket's `TicketSla` aggregate the way the SLA projection does
+/// (`store::append`), one transaction per call; `state` carries the sequence on.
+async fn append_sla_events(
+    app: &TestApp,
+    state: &mut helpdesk_projections::sla::store::TicketState,
+    events: &[helpdesk_domain::sla::SlaEvent],
+) {
+    let cause = helpdesk_projections::sla::store::Cause {
+        causation_id: uuid::Uuid::new_v4().to_string(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        ticket_sequence: 1,
+        command: "sla_breach_watcher",
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    helpdesk_projections::sla::store::append(&mut tx, state, events, &cause)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The SLA state of a freshly opened sample ticket, before any SLA event.
+fn sla_state_of(ticket_id: &str) -> helpdesk_projections::sla::store::TicketState {
+    helpdesk_projections::sla::store::TicketState::new(
+        ticket_id,
+        helpdesk_projections::sla::model::Dims {
+            priority: "high".into(),
+            group_id: None,
+            assignee: None,
+            channel: "email".into(),
+        },
+    )
+}
+
+/// Searches as `actor` until the hits are `expected` (30 s at most). SLA events are not what
+/// `min_position` waits for (it follows ticket events), so the test waits on the answer.
+async fn wait_for_hits(app: &TestApp, actor: &str, role: &str, q: &str, expected: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let page = search_as(app, actor, role, &[("q", q.to_owned())]).await;
+        if ids(&page) == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{q:?} still answers {:?}, expected {expected:?}",
+            ids(&page)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_finds_a_breached_ticket_by_sla_until_its_clock_is_fulfilled() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let word = unique_word("overdue");
+    let mut ticket = sample_ticket();
+    ticket["description"] = Value::from(format!("{word} since Monday"));
+    let (id, opened) = open(&app, ticket).await;
+    let (calm, _) = open(&app, {
+        let mut other = sample_ticket();
+        other["description"] = Value::from(format!("{word} but calm"));
+        other
+    })
+    .await;
+    search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[("min_position", opened.to_string())],
+    )
+    .await;
+    let start = Utc::now();
+    let mut state = sla_state_of(&id);
+
+    append_sla_events(&app, &mut state, &[first_reply_activated(start)]).await;
+    wait_for_hits(
+        &app,
+        "agent-1",
+        "agent",
+        &format!("{word} sla:active"),
+        &[&id],
+    )
+    .await;
+    let breached = format!("{word} sla:breached");
+    assert!(ids(&search_as(&app, "agent-1", "agent", &[("q", breached.clone())]).await).is_empty());
+
+    append_sla_events(
+        &app,
+        &mut state,
+        &[first_reply_breached(start + Span::hours(1))],
+    )
+    .await;
+    wait_for_hits(&app, "agent-1", "agent", &breached, &[&id]).await;
+    let not_breached = search_as(
+        &app,
+        "manager-1",
+        "manager",
+        &[("q", format!("{word} -sla:breached"))],
+    )
+    .await;
+    assert_eq!(ids(&not_breached), vec![calm.clone()]);
+
+    // A ticket event in between leaves the SLA state alone.
+    let (_, assigned) = command(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/tickets/{id}/assign"),
+        json!({"assignee": "agent-2"}),
+    )
+    .await;
+    let after_assign = search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[
+            ("q", format!("{breached} assignee:agent-2")),
+            ("min_position", assigned.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(ids(&after_assign), vec![id.clone()]);
+
+    append_sla_events(
+        &app,
+        &mut state,
+        &[first_reply_fulfilled(start + Span::minutes(90))],
+    )
+    .await;
+    wait_for_hits(&app, "agent-1", "agent", &breached, &[]).await;
+    let without_sla = search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[("q", format!("{word} -sla:breached -sla:active -sla:paused"))],
+    )
+    .await;
+    assert_eq!(ids(&without_sla).len(), 2, "no open SLA clock on either");
+}
+
+#[tokio::test]
+async fn a_customer_may_not_search_by_sla_state() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    for q in ["sla:breached", "refund -sla:active"] {
+        let response = app
+            .as_actor(Method::GET, "/api/v1/tickets/search", "cust-1", "customer")
+            .query(&[("q", q)])
+            .send()
+            .await
+            .unwrap();
+        let problem =
+            expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-query").await;
+        let at = q.find("sla").unwrap();
+        assert_eq!(problem["position"], at, "{q}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("staff information"),
+            "{problem}"
+        );
+    }
+    let auditor = search_as(
+        &app,
+        "auditor-1",
+        "auditor",
+        &[("q", "sla:breached".into())],
+    )
+    .await;
+    assert_eq!(auditor["total"], 0);
+}
+
+#[tokio::test]
+async fn a_rebuilt_index_keeps_the_sla_state_of_every_ticket() {
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let word = unique_word("rebuilt");
+    let mut opened = Vec::new();
+    let mut last = 0;
+    for _ in 0..3 {
+        let mut ticket = sample_ticket();
+        ticket["description"] = Value::from(format!("{word} here"));
+        let (id, position) = open(&app, ticket).await;
+        opened.push(id);
+        last = position;
+    }
+    search_as(
+        &app,
+        "agent-1",
+        "agent",
+        &[("min_position", last.to_string())],
+    )
+    .await;
+    let start = Utc::now();
+    let mut breached = sla_state_of(&opened[0]);
+    append_sla_events(
+        &app,
+        &mut breached,
+        &[
+            first_reply_activated(start),
+            first_reply_breached(start + Span::hours(1)),
+        ],
+    )
+    .await;
+    let mut active = sla_state_of(&opened[1]);
+    append_sla_events(&app, &mut active, &[first_reply_activated(start)]).await;
+    wait_for_hits(
+        &app,
+        "agent-1",
+        "agent",
+        &format!("{word} sla:breached"),
+        &[&opened[0]],
+    )
+    .await;
+    wait_for_hits(
+        &app,
+        "agent-1",
+        "agent",
+        &format!("{word} sla:active"),
+        &[&opened[1]],
+    )
+    .await;
+    let before: Vec<Value> = {
+        let mut pages = Vec::new();
+        for state in ["breached", "active", "paused"] {
+            let q = format!("{word} sla:{state}");
+            pages.push(search_as(&app, "agent-1", "agent", &[("q", q)]).await);
+        }
+        pages
+    };
+
+    let (projection, index, _) = app.search.clone().unwrap();
+    helpdesk_search::rebuild::rebuild(&app.pool, &index, Some(&projection), |_| {})
+        .await
+        .unwrap();
+    for (state, page) in ["breached", "active", "paused"].into_iter().zip(&before) {
+        let q = format!("{word} sla:{state}");
+        let after = search_as(&app, "agent-1", "agent", &[("q", q)]).await;
+        assert_eq!(&after, page, "sla:{state} after the rebuild");
+    }
+    let documents = index.backend().get(&opened).await.unwrap();
+    assert_eq!(documents[&opened[0]].sla_sequence, 2);
+    assert_eq!(documents[&opened[1]].sla_sequence, 1);
+    assert_eq!(documents[&opened[2]].sla_sequence, 0);
 }

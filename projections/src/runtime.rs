@@ -194,11 +194,14 @@ async fn flush_checkpoints(projection: Arc<dyn Projection>, applied_up_to: Arc<A
     }
 }
 
-/// The lane of a message: by its subject, which ends in the aggregate id.
+/// The lane of a message: by the aggregate id, the last token of its subject
+/// (`<prefix>.events.<aggregate_type>.<aggregate_id>`), so that the aggregates sharing an id —
+/// a ticket's `Ticket` and `TicketSla` events — go through one lane, in stream order.
 fn lane_of(subject: &str) -> usize {
     use std::hash::{Hash, Hasher};
+    let aggregate_id = subject.rsplit('.').next().unwrap_or(subject);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    subject.hash(&mut hasher);
+    aggregate_id.hash(&mut hasher);
     (hasher.finish() % LANES as u64) as usize
 }
 
@@ -361,5 +364,21 @@ mod tests {
         assert_eq!(backoff(first, 1, cap), Duration::from_millis(200));
         assert_eq!(backoff(first, 3, cap), Duration::from_millis(800));
         assert_eq!(backoff(first, 60, cap), cap);
+    }
+
+    #[test]
+    fn a_tickets_own_and_sla_events_share_a_lane() {
+        let lanes: std::collections::HashSet<usize> = (0..64)
+            .map(|n| {
+                let id = format!("0193f2a4-5c1e-7d30-9a8b-{n:012}");
+                let ticket = lane_of(&format!("hd.events.Ticket.{id}"));
+                let sla = lane_of(&format!("hd.events.TicketSla.{id}"));
+                assert_eq!(ticket, sla, "ticket {id}");
+                assert!(ticket < LANES);
+                ticket
+            })
+            .collect();
+        // Different tickets still spread over the lanes.
+        assert!(lanes.len() > 1, "{lanes:?}");
     }
 }

@@ -192,9 +192,11 @@ where
                 .into(),
         })?,
     };
+    let include_internal = access::sees_internal_notes(&principal);
     let context = ParseContext {
         me: principal.id.clone(),
         now: Utc::now(),
+        include_internal,
     };
     let query = parse(params.q.as_deref().unwrap_or(""), &context).map_err(|error| {
         QueryError::InvalidQuery {
@@ -207,7 +209,6 @@ where
         limit: params.limit,
         min_position: params.min_position,
     };
-    let include_internal = access::sees_internal_notes(&principal);
     answer(&state, &principal, query, include_internal, sort, paging).await
 }
 

@@ -20,9 +20,10 @@ pub enum BackendError {
 
 /// A search index of ticket documents.
 ///
-/// Writes are versioned by `last_sequence`: writing a document whose stored version is already
-/// at least as high changes nothing, so replays, redeliveries and a rebuild running beside the
-/// live projector never move a document backwards.
+/// Writes are versioned by [`TicketDocument::version`] (the ticket's and its SLA events
+/// folded in): writing a document whose stored version is already at least as high changes
+/// nothing, so replays, redeliveries and a rebuild running beside the live projector never move
+/// a document backwards.
 #[async_trait]
 pub trait SearchBackend: Send + Sync + 'static {
     /// `tantivy` or `elasticsearch`.

@@ -6,6 +6,8 @@
 //! backend conforms), so a test can show every difference at once.
 
 use chrono::{DateTime, TimeZone, Utc};
+use helpdesk_domain::sla::engine::SlaClocks;
+use helpdesk_domain::sla::{PolicyRef, SlaEvent, SlaMetric};
 use helpdesk_domain::ticket::{Channel, Priority, Status};
 
 use crate::backend::SearchBackend;
@@ -188,14 +190,80 @@ fn specs() -> Vec<Spec> {
     ]
 }
 
+/// The SLA events of corpus ticket `n`, in order. The states they leave: 1 and 3 `breached`
+/// (3 beside a running clock of another metric), 2 and 7 `active`, 6 `paused`, 8 none (its
+/// breach was fulfilled), the rest never had an SLA.
+fn sla_events(n: usize) -> Vec<SlaEvent> {
+    use SlaMetric::{FirstReply, NextReply, Resolution};
+    let start = at("2026-05-01T09:00:00Z");
+    let due = at("2026-05-01T10:00:00Z");
+    let activated = |metric| SlaEvent::Activated {
+        metric,
+        activation: 1,
+        policy: PolicyRef {
+            id: "policy-1".into(),
+            version: 1,
+        },
+        at: start,
+        started_at: start,
+        due_at: due,
+        target_minutes: 60,
+    };
+    let breached = |metric| SlaEvent::Breached {
+        metric,
+        activation: 1,
+        at: due,
+    };
+    match n {
+        1 => vec![activated(FirstReply), breached(FirstReply)],
+        2 => vec![activated(FirstReply)],
+        3 => vec![
+            activated(Resolution),
+            activated(FirstReply),
+            breached(FirstReply),
+        ],
+        6 => vec![
+            activated(Resolution),
+            SlaEvent::Paused {
+                metric: Resolution,
+                activation: 1,
+                at: start,
+            },
+        ],
+        7 => vec![activated(NextReply)],
+        8 => vec![
+            activated(FirstReply),
+            breached(FirstReply),
+            SlaEvent::Fulfilled {
+                metric: FirstReply,
+                activation: 1,
+                at: due,
+                business_minutes: 60,
+            },
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// Corpus ticket `n`'s SLA clocks and the number of SLA events behind them.
+fn sla_of(n: usize) -> (SlaClocks, i64) {
+    let events = sla_events(n);
+    let mut clocks = SlaClocks::default();
+    for event in &events {
+        clocks.apply(event);
+    }
+    (clocks, events.len() as i64)
+}
+
 /// The corpus: eight tickets covering every field, a tie on `updated_at` (tickets 6 and 7),
-/// internal-note text, unassigned and ungrouped tickets.
+/// internal-note text, unassigned and ungrouped tickets, and every SLA state.
 pub fn corpus() -> Vec<TicketDocument> {
     specs()
         .into_iter()
         .enumerate()
         .map(|(index, spec)| {
             let n = index + 1;
+            let (sla_clocks, sla_sequence) = sla_of(n);
             TicketDocument {
                 id: ticket_id(n),
                 subject: spec.subject.into(),
@@ -220,6 +288,8 @@ pub fn corpus() -> Vec<TicketDocument> {
                 last_sequence: 5,
                 last_position: 1000 + n as i64,
                 opened_position: n as i64 * 10,
+                sla_sequence,
+                sla_clocks,
             }
         })
         .collect()
@@ -288,6 +358,13 @@ fn cases() -> Vec<Case> {
         case("refund -status:open", &[6]),
         case("-refund -spam", &[2, 8, 7, 5, 3]),
         case("legacy", &[5]),
+        case("sla:breached", &[1, 3]),
+        case("sla:active", &[2, 7]),
+        case("sla:paused", &[6]),
+        case("-sla:breached", &[2, 8, 6, 7, 5, 4]),
+        case("sla:breached assignee:me", &[1]),
+        case("sla:active -group:none", &[2]),
+        sorted("sla:breached", "-created_at", &[1, 3]),
         Case {
             include_internal: false,
             ..case("legacy", &[])
@@ -338,6 +415,7 @@ pub async fn run(backend: &dyn SearchBackend) -> Vec<String> {
     let context = ParseContext {
         me: ME.into(),
         now: now(),
+        include_internal: true,
     };
     for case in cases() {
         let query = match parse(case.query, &context) {
@@ -559,11 +637,21 @@ async fn check_versions(
     let mut newer = corpus[1].clone();
     newer.last_sequence = 6;
     newer.status = Status::Open;
-    if let Err(error) = backend.write(vec![stale, newer.clone()], None).await {
+    // SLA events count too: the same ticket version with fewer SLA events is older, with
+    // more it is newer (and searchable in its new SLA state).
+    let mut stale_sla = corpus[2].clone();
+    stale_sla.sla_sequence -= 1;
+    stale_sla.subject = "stale subject".into();
+    let mut newer_sla = corpus[7].clone();
+    newer_sla.sla_clocks = corpus[0].sla_clocks.clone();
+    newer_sla.sla_sequence += 1;
+    let batch = vec![stale, newer.clone(), stale_sla, newer_sla.clone()];
+    if let Err(error) = backend.write(batch, None).await {
         failures.push(format!("versioned write: {error}"));
         return;
     }
-    match backend.get(&[ticket_id(1), ticket_id(2)]).await {
+    let ids = [1, 2, 3, 8].map(ticket_id);
+    match backend.get(&ids).await {
         Ok(found) => {
             if found.get(&ticket_id(1)) != Some(&corpus[0]) {
                 failures.push("an older version replaced a newer one".into());
@@ -571,7 +659,46 @@ async fn check_versions(
             if found.get(&ticket_id(2)) != Some(&newer) {
                 failures.push("a newer version was not stored".into());
             }
+            if found.get(&ticket_id(3)) != Some(&corpus[2]) {
+                failures.push("fewer SLA events replaced more".into());
+            }
+            if found.get(&ticket_id(8)) != Some(&newer_sla) {
+                failures.push("a newer SLA state was not stored".into());
+            }
         }
         Err(error) => failures.push(format!("get after versioned write: {error}")),
+    }
+    let request = SearchRequest {
+        query: match parse(
+            "sla:breached",
+            &ParseContext {
+                me: ME.into(),
+                now: now(),
+                include_internal: true,
+            },
+        ) {
+            Ok(query) => query,
+            Err(error) => {
+                failures.push(format!("sla:breached does not parse: {error}"));
+                return;
+            }
+        },
+        scope: Scope::All,
+        include_internal: true,
+        sort: Sort::default(),
+        after: None,
+        limit: 100,
+    };
+    match backend.search(&request).await {
+        Ok(results) => {
+            let got: Vec<String> = results.hits.iter().map(|h| h.id.clone()).collect();
+            let expected = vec![ticket_id(8), ticket_id(1), ticket_id(3)];
+            if got != expected {
+                failures.push(format!(
+                    "sla:breached after a newer SLA state: {got:?}, expected {expected:?}"
+                ));
+            }
+        }
+        Err(error) => failures.push(format!("sla:breached after versioned write: {error}")),
     }
 }

@@ -1,10 +1,12 @@
-//! The search document: one per ticket, folded from the ticket's events.
+//! The search document: one per ticket, folded from the ticket's events (and, for its SLA
+//! state, from the ticket's `TicketSla` events: see [`crate::sla`]).
 //!
 //! Both backends store the whole document (as `_source` in Elasticsearch, as a stored JSON
 //! field in tantivy), so the projector can fold the next event onto the stored state without
 //! another read model.
 
 use chrono::{DateTime, Utc};
+use helpdesk_domain::sla::engine::SlaClocks;
 use helpdesk_domain::ticket::{Channel, Priority, Status, TicketEvent, Visibility};
 use serde::{Deserialize, Serialize};
 
@@ -39,13 +41,21 @@ pub struct TicketDocument {
     /// Public replies only (what a customer may count).
     #[serde(default)]
     pub public_reply_count: u64,
-    /// The sequence of the last applied event: the document's version.
+    /// The sequence of the last applied `Ticket` event: the ticket's version.
     pub last_sequence: i64,
-    /// The global position of the last applied event.
+    /// The global position of the last applied `Ticket` event.
     pub last_position: i64,
     /// The global position of the ticket's first event: unique per ticket, never changes, and
     /// used as the sort tie-breaker.
     pub opened_position: i64,
+    /// The sequence of the last applied `TicketSla` event: the SLA part's own version, apart
+    /// from `last_sequence` (the two aggregates are numbered independently).
+    #[serde(default)]
+    pub sla_sequence: i64,
+    /// The ticket's SLA clocks, folded from its `TicketSla` events alone (staff information:
+    /// what `sla:` searches; see [`TicketDocument::sla_state`]).
+    #[serde(default)]
+    pub sla_clocks: SlaClocks,
 }
 
 /// An event with the envelope facts the document needs.
@@ -67,9 +77,19 @@ pub enum Folded {
     Duplicate,
     /// The document has not seen the event before this one yet.
     Gap { expected: i64, got: i64 },
+    /// The event belongs to a ticket the index does not hold yet (an SLA event ahead of the
+    /// ticket's first event): retry once the ticket is indexed.
+    TicketNotIndexed,
 }
 
 impl TicketDocument {
+    /// The version a write is ordered by: the number of events folded in, ticket and SLA
+    /// events together. Each part only grows, so a later state of a ticket always has a
+    /// higher version, and a backend keeps whichever write carries the highest.
+    pub fn version(&self) -> i64 {
+        self.last_sequence + self.sla_sequence
+    }
+
     /// Folds `change` onto `current` (the stored document, `None` when there is none yet).
     pub fn fold(current: Option<&TicketDocument>, change: Change) -> Folded {
         let last = current.map_or(0, |document| document.last_sequence);
@@ -110,6 +130,8 @@ impl TicketDocument {
                     last_sequence: change.sequence,
                     last_position: change.global_position,
                     opened_position: change.global_position,
+                    sla_sequence: 0,
+                    sla_clocks: SlaClocks::default(),
                 }))
             }
             // Sequence 1 is always `TicketOpened`; anything else first is a store we cannot

@@ -9,7 +9,8 @@
 //!
 //! Relative parts are resolved here, against a [`ParseContext`]: `assignee:me` becomes the
 //! caller's id, `updated<7d` an absolute [`TimeRange`], `status<solved` the statuses before
-//! `solved`. The user-facing grammar, with examples, is in `docs/search.md`.
+//! `solved`. Staff-only fields (`sla:`) are refused unless the context allows internal
+//! information. The user-facing grammar, with examples, is in `docs/search.md`.
 //!
 //! The parser works on characters, so every [`ParseError::position`] is a character offset
 //! (what a user sees in a text box), never a byte offset. It never panics.
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::document::{priority_rank, status_rank, wire_name};
 use crate::query::{Clause, Condition, ParseContext, ParseError, Query, TimeRange};
+use crate::sla::SlaState;
 
 /// The longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 1_000;
@@ -123,10 +125,11 @@ enum Field {
     Created,
     Updated,
     Solved,
+    Sla,
 }
 
 /// Every field name, lower-case (names are matched case-insensitively), and what it names.
-const FIELD_NAMES: [(&str, Field); 11] = [
+const FIELD_NAMES: [(&str, Field); 12] = [
     ("status", Field::Status),
     ("priority", Field::Priority),
     ("assignee", Field::Assignee),
@@ -138,6 +141,7 @@ const FIELD_NAMES: [(&str, Field); 11] = [
     ("created", Field::Created),
     ("updated", Field::Updated),
     ("solved", Field::Solved),
+    ("sla", Field::Sla),
 ];
 
 impl Field {
@@ -161,7 +165,13 @@ impl Field {
             Field::Created => "created>=2026-01-01",
             Field::Updated => "updated<7d",
             Field::Solved => "solved:2026-01-31",
+            Field::Sla => "sla:breached",
         }
+    }
+
+    /// Whether only callers who may see internal information may use the field.
+    fn staff_only(self) -> bool {
+        self == Field::Sla
     }
 }
 
@@ -222,6 +232,8 @@ struct Value {
 #[derive(Debug)]
 struct FieldSyntax {
     field: Field,
+    /// Character offset of the field name.
+    position: usize,
     /// The name as typed, lower-cased (`tag` or `tags`), for messages.
     name: String,
     operator: Operator,
@@ -395,6 +407,7 @@ impl Parser<'_> {
         let operator = self.operator();
         let syntax = FieldSyntax {
             field,
+            position: start,
             name,
             operator,
             operator_position,
@@ -489,6 +502,15 @@ impl Parser<'_> {
     }
 
     fn field_condition(&mut self, syntax: &FieldSyntax) -> Result<Condition, ParseError> {
+        if syntax.field.staff_only() && !self.context.include_internal {
+            return Err(error_at(
+                syntax.position,
+                format!(
+                    "the {} field is staff information and cannot be searched by customers",
+                    syntax.name
+                ),
+            ));
+        }
         let ordered = matches!(
             syntax.field,
             Field::Status | Field::Priority | Field::Created | Field::Updated | Field::Solved
@@ -539,6 +561,7 @@ impl Parser<'_> {
             Field::Created => Condition::Created(self.time_range(syntax, &value)?),
             Field::Updated => Condition::Updated(self.time_range(syntax, &value)?),
             Field::Solved => Condition::Solved(self.time_range(syntax, &value)?),
+            Field::Sla => Condition::Sla(vocabulary(&SlaState::ALL, "SLA state", &value)?),
         };
         Ok(condition)
     }
@@ -767,6 +790,16 @@ mod tests {
         ParseContext {
             me: "agent-7".into(),
             now: at("2026-03-15T12:00:00Z"),
+            include_internal: true,
+        }
+    }
+
+    /// A customer's context: no internal information.
+    fn customer() -> ParseContext {
+        ParseContext {
+            me: "cust-1".into(),
+            include_internal: false,
+            ..context()
         }
     }
 
@@ -1129,9 +1162,74 @@ mod tests {
             ("tag>vip", 3),
             ("requester<=a", 9),
             ("x channel>email", 9),
+            ("sla>=breached", 3),
         ] {
             assert_error(input, position, "can only be matched with ':'");
         }
+    }
+
+    #[test]
+    fn sla_takes_the_three_states_case_insensitively_and_negated() {
+        for (name, state) in [
+            ("breached", SlaState::Breached),
+            ("ACTIVE", SlaState::Active),
+            ("Paused", SlaState::Paused),
+            ("\"paused\"", SlaState::Paused),
+        ] {
+            assert_eq!(condition(&format!("sla:{name}")), Condition::Sla(state));
+        }
+        assert_eq!(
+            condition("SLA:breached"),
+            Condition::Sla(SlaState::Breached)
+        );
+        assert_eq!(
+            clauses("refund -sla:breached"),
+            vec![
+                Clause {
+                    negated: false,
+                    condition: word("refund"),
+                },
+                Clause {
+                    negated: true,
+                    condition: Condition::Sla(SlaState::Breached),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_sla_state_lists_the_valid_ones_at_the_value() {
+        assert_error(
+            "refund sla:late",
+            11,
+            "unknown SLA state 'late'; expected one of breached, active, paused",
+        );
+        assert_error("sla:none", 4, "expected one of breached, active, paused");
+        assert_error("sla:", 4, "'sla:' needs a value, as in sla:breached");
+    }
+
+    #[test]
+    fn customers_may_not_search_by_sla_state() {
+        let refused = |input: &str| match parse(input, &customer()) {
+            Ok(query) => panic!("{input:?} should be refused for a customer, got {query:?}"),
+            Err(error) => error,
+        };
+        for (input, position) in [
+            ("sla:breached", 0),
+            ("refund -sla:active", 8),
+            // Refused whatever follows: the field itself is what customers may not use.
+            ("SLA:late", 0),
+            ("sla<x", 0),
+        ] {
+            let error = refused(input);
+            assert_eq!(error.position, position, "{input:?}: {error}");
+            assert!(
+                error.message.contains("staff information"),
+                "{input:?}: {error}"
+            );
+        }
+        // Everything else still parses for a customer.
+        assert!(parse("refund status<solved -tags:spam", &customer()).is_ok());
     }
 
     // --- Times --------------------------------------------------------------------------------
@@ -1305,7 +1403,7 @@ mod tests {
             "foo:\"a b\"",
             0,
             "unknown field 'foo'; the fields are status, priority, assignee, group, tags, tag, \
-             requester, channel, created, updated, solved",
+             requester, channel, created, updated, solved, sla",
         );
         assert_error(
             "refund stauts:open",

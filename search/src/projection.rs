@@ -1,5 +1,5 @@
-//! The search projection: folds ticket events into search documents and writes them in
-//! batches.
+//! The search projection: folds ticket events (and the tickets' `TicketSla` events, for their
+//! SLA state) into search documents and writes them in batches.
 //!
 //! One batcher task owns the write path. Lanes of the projection runtime hand it their
 //! events; it folds each onto the newest known document (its own unwritten one, or the
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use helpdesk_platform::event_log::{self, Cursor};
+use helpdesk_projections::sla::store::AGGREGATE_TYPE as TICKET_SLA;
 use helpdesk_projections::{Applied, Projection, ProjectionError, Settling};
 use helpdesk_schemas::EventEnvelope;
 use sqlx::PgPool;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::backend::{BackendError, SearchBackend};
 use crate::document::{Change, Folded, TicketDocument};
+use crate::sla::SlaChange;
 
 /// The projection's name.
 pub const NAME: &str = "search";
@@ -241,6 +243,40 @@ fn projection_error(error: BackendError) -> ProjectionError {
     }
 }
 
+/// Whether the search document folds events of this aggregate type: the ticket's own, and its
+/// SLA events (same aggregate id). Everything else (SLA policies, audit anchors) is skipped.
+fn is_folded(aggregate_type: &str) -> bool {
+    aggregate_type == "Ticket" || aggregate_type == TICKET_SLA
+}
+
+/// Folds one envelope onto `current`.
+fn fold_envelope(
+    current: Option<&TicketDocument>,
+    envelope: &EventEnvelope,
+) -> Result<Folded, ProjectionError> {
+    if envelope.aggregate_type == TICKET_SLA {
+        let event = serde_json::from_value(envelope.payload.clone()).map_err(|e| {
+            ProjectionError::Permanent(format!("unreadable SLA event payload: {e}"))
+        })?;
+        let change = SlaChange {
+            sequence: envelope.sequence,
+            event,
+        };
+        return Ok(TicketDocument::fold_sla(current, change));
+    }
+    let event = envelope
+        .ticket_event()
+        .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
+    let change = Change {
+        ticket_id: envelope.aggregate_id.clone(),
+        sequence: envelope.sequence,
+        global_position: envelope.global_position,
+        recorded_at: envelope.recorded_at,
+        event,
+    };
+    Ok(TicketDocument::fold(current, change))
+}
+
 /// Folds a batch of events onto the documents in `known` (filled from `backend` for ids it
 /// does not hold), returning the outcome per event. Changed documents stay in `known`, and
 /// their ids are added to `changed`.
@@ -252,7 +288,7 @@ async fn fold_batch(
 ) -> Outcomes {
     let missing: Vec<String> = envelopes
         .iter()
-        .filter(|e| e.aggregate_type == "Ticket" && !known.contains_key(&e.aggregate_id))
+        .filter(|e| is_folded(&e.aggregate_type) && !known.contains_key(&e.aggregate_id))
         .map(|e| e.aggregate_id.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -269,20 +305,10 @@ async fn fold_batch(
     envelopes
         .iter()
         .map(|envelope| {
-            if envelope.aggregate_type != "Ticket" {
+            if !is_folded(&envelope.aggregate_type) {
                 return Ok(Applied::Duplicate);
             }
-            let event = envelope
-                .ticket_event()
-                .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
-            let change = Change {
-                ticket_id: envelope.aggregate_id.clone(),
-                sequence: envelope.sequence,
-                global_position: envelope.global_position,
-                recorded_at: envelope.recorded_at,
-                event,
-            };
-            match TicketDocument::fold(known.get(&envelope.aggregate_id), change) {
+            match fold_envelope(known.get(&envelope.aggregate_id), envelope)? {
                 Folded::Changed(document) => {
                     changed.insert(document.id.clone());
                     known.insert(document.id.clone(), *document);
@@ -290,6 +316,12 @@ async fn fold_batch(
                 }
                 Folded::Duplicate => Ok(Applied::Duplicate),
                 Folded::Gap { expected, got } => Err(ProjectionError::Gap { expected, got }),
+                // Waits, like a gap, for the ticket's first event (1); `got: 0` marks the
+                // waiting event as one of another aggregate (the ticket's SLA events).
+                Folded::TicketNotIndexed => Err(ProjectionError::Gap {
+                    expected: 1,
+                    got: 0,
+                }),
             }
         })
         .collect()
@@ -430,7 +462,9 @@ impl Batcher {
 }
 
 /// Replays the event store from `after` into `backend` (folding onto what it holds), in
-/// batches; returns the cursor of the last event replayed and the number of events.
+/// batches; returns the cursor of the last event replayed and the number of events. Ticket and
+/// `TicketSla` events are folded alike, in the store's commit order, so a ticket's SLA events
+/// always come after the event that opened it.
 pub async fn replay(
     pool: &PgPool,
     backend: &dyn SearchBackend,

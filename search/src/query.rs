@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use helpdesk_domain::ticket::{Channel, Priority, Status};
 
+use crate::sla::SlaState;
+
 /// A whole query: every clause must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
@@ -50,6 +52,8 @@ pub enum Condition {
     Updated(TimeRange),
     /// Solved within the range (tickets never solved, or reopened since, do not match).
     Solved(TimeRange),
+    /// The ticket's SLA state is this one (staff only: see [`ParseContext::include_internal`]).
+    Sla(SlaState),
 }
 
 /// A half-open time range `[from, until)`; either end may be open.
@@ -61,13 +65,17 @@ pub struct TimeRange {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// What a query may resolve against: the caller, and the current time.
+/// What a query may resolve against: the caller, what the caller may see, and the current
+/// time.
 #[derive(Debug, Clone)]
 pub struct ParseContext {
     /// The caller's id (`assignee:me`).
     pub me: String,
     /// "Now" for relative times (`updated<7d`).
     pub now: DateTime<Utc>,
+    /// Whether the caller may see internal information (staff and auditors, as for internal
+    /// notes). Without it, staff-only fields (`sla:`) are refused with a parse error.
+    pub include_internal: bool,
 }
 
 /// A query that could not be parsed.

@@ -9,8 +9,9 @@
 //! 3. replay once more what committed between that catch-up and the switch (only needed when
 //!    the live projector runs in another process and could not be paused).
 //!
-//! Documents are versioned by sequence, so the replays and the live projector never move a
-//! document backwards, whichever writes first.
+//! Documents are versioned by the events folded into them (ticket and `TicketSla` sequences),
+//! so the replays and the live projector never move a document backwards, whichever writes
+//! first.
 
 use std::sync::Arc;
 

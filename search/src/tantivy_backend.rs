@@ -8,6 +8,11 @@
 //! One writer per generation, behind a mutex; every [`SearchBackend::write`] is one tantivy
 //! commit (carrying the checkpoint as its payload), after which the reader is reloaded, so a
 //! write that returned is searchable.
+//!
+//! A serving generation written with another schema (by an older version, before a field was
+//! added) cannot be opened with this one: [`TantivyBackend::open`] then starts the next
+//! generation, empty and without a checkpoint, which is what start-up fills from the event
+//! store.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -100,6 +105,8 @@ fn schema() -> Schema {
     ] {
         builder.add_text_field(keyword, STRING | FAST);
     }
+    // The derived SLA state (`breached`, `active`, `paused`); absent without an open activation.
+    builder.add_text_field("sla", STRING);
     for number in [
         "created_us",
         "updated_us",
@@ -199,7 +206,7 @@ impl Generation {
             ("requester_name", document.requester_name.as_deref()),
             ("requester_email_text", document.requester_email.as_deref()),
         ];
-        let keywords: [(&str, Option<String>); 7] = [
+        let keywords: [(&str, Option<String>); 8] = [
             ("status", Some(wire_name(&document.status))),
             ("priority", Some(wire_name(&document.priority))),
             ("channel", Some(wire_name(&document.channel))),
@@ -207,6 +214,7 @@ impl Generation {
             ("requester_email", document.requester_email.clone()),
             ("assignee", document.assignee.clone()),
             ("group", document.group.clone()),
+            ("sla", document.sla_state().as_ref().map(wire_name)),
         ];
         for (name, value) in texts {
             if let Some(value) = value {
@@ -257,14 +265,14 @@ impl Generation {
         let mut newest: HashMap<&str, &TicketDocument> = HashMap::new();
         for document in &documents {
             let slot = newest.entry(document.id.as_str()).or_insert(document);
-            if document.last_sequence > slot.last_sequence {
+            if document.version() > slot.version() {
                 *slot = document;
             }
         }
         let searcher = self.reader.searcher();
         for document in newest.into_values() {
             let stored = self.stored(&searcher, &document.id)?;
-            if stored.is_some_and(|stored| stored.last_sequence >= document.last_sequence) {
+            if stored.is_some_and(|stored| stored.version() >= document.version()) {
                 continue;
             }
             writer.delete_term(Term::from_field_text(self.fields.id, &document.id));
@@ -598,6 +606,7 @@ impl Generation {
             Condition::Created(range) => self.range("created_us", *range)?,
             Condition::Updated(range) => self.range("updated_us", *range)?,
             Condition::Solved(range) => self.range("solved_us", *range)?,
+            Condition::Sla(state) => self.term("sla", &wire_name(state))?,
         })
     }
 }
@@ -641,7 +650,11 @@ impl TantivyBackend {
             }
             Err(error) => return Err(unavailable(error)),
         };
-        let generation = Generation::open(&root, number)?;
+        let generation = if written_with_another_schema(&root, number)? {
+            replace_outdated(&root, number)?
+        } else {
+            Generation::open(&root, number)?
+        };
         Ok(TantivyBackend {
             root,
             generation: RwLock::new(Arc::new(generation)),
@@ -692,9 +705,7 @@ impl TantivyBackend {
                 .map_err(|_| unavailable("the index lock is poisoned"))?;
             std::mem::replace(&mut *serving, next.clone())
         };
-        let pointer = self.root.join(format!("{CURRENT}.tmp"));
-        std::fs::write(&pointer, format!("tickets_v{}", next.number)).map_err(unavailable)?;
-        std::fs::rename(&pointer, self.root.join(CURRENT)).map_err(unavailable)?;
+        point_current_at(&self.root, next.number)?;
         // Wait for in-flight writes to the old generation before removing it.
         drop(previous.writer.lock());
         let path = previous.path.clone();
@@ -708,6 +719,52 @@ impl TantivyBackend {
 
 fn parse_generation(name: &str) -> Option<u64> {
     name.strip_prefix("tickets_v")?.parse().ok()
+}
+
+/// Rewrites `CURRENT` to name generation `number`, atomically (write beside, then rename).
+fn point_current_at(root: &Path, number: u64) -> Result<(), BackendError> {
+    let pointer = root.join(format!("{CURRENT}.tmp"));
+    std::fs::write(&pointer, format!("tickets_v{number}")).map_err(unavailable)?;
+    std::fs::rename(&pointer, root.join(CURRENT)).map_err(unavailable)
+}
+
+/// Serves an empty generation `number + 1` in place of the outdated generation `number`, which
+/// is removed. Without a checkpoint, it is what start-up fills from the event store.
+fn replace_outdated(root: &Path, number: u64) -> Result<Generation, BackendError> {
+    let next = number + 1;
+    tracing::warn!(
+        outdated = number,
+        next,
+        "the search index was written with another schema (an older version); starting an \
+         empty generation, which start-up fills from the event store"
+    );
+    let path = root.join(format!("tickets_v{next}"));
+    if path.exists() {
+        // Left over from an interrupted rebuild.
+        std::fs::remove_dir_all(&path).map_err(unavailable)?;
+    }
+    let generation = Generation::open(root, next)?;
+    point_current_at(root, next)?;
+    let outdated = root.join(format!("tickets_v{number}"));
+    if let Err(error) = std::fs::remove_dir_all(&outdated) {
+        tracing::warn!(path = %outdated.display(), %error, "could not remove the outdated search generation");
+    }
+    Ok(generation)
+}
+
+/// Whether generation `number` holds an index whose schema is not [`schema`] (written by an
+/// older version). A generation not created yet has none.
+fn written_with_another_schema(root: &Path, number: u64) -> Result<bool, BackendError> {
+    let path = root.join(format!("tickets_v{number}"));
+    if !path.exists() {
+        return Ok(false);
+    }
+    let directory = tantivy::directory::MmapDirectory::open(&path).map_err(unavailable)?;
+    if !Index::exists(&directory).map_err(unavailable)? {
+        return Ok(false);
+    }
+    let index = Index::open(directory).map_err(unavailable)?;
+    Ok(index.schema() != schema())
 }
 
 /// Runs blocking index work off the async threads.

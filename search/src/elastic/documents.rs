@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use crate::backend::BackendError;
-use crate::document::{TicketDocument, priority_rank, status_rank};
+use crate::document::{TicketDocument, priority_rank, status_rank, wire_name};
 
 use super::{error_reason, error_type};
 
-/// What Elasticsearch stores for a document: its JSON plus the numeric keys searches sort and
-/// filter on (microseconds since the epoch, and the status and priority ranks).
+/// What Elasticsearch stores for a document: its JSON plus the keys searches sort and filter
+/// on (microseconds since the epoch, the status and priority ranks, and the SLA state).
 ///
 /// Reading `_source` back into a [`TicketDocument`] ignores the derived fields.
 pub(crate) fn indexed_source(document: &TicketDocument) -> Result<Value, BackendError> {
@@ -43,11 +43,16 @@ pub(crate) fn indexed_source(document: &TicketDocument) -> Result<Value, Backend
         "priority_rank".into(),
         priority_rank(document.priority).into(),
     );
+    fields.insert(
+        "sla".into(),
+        document.sla_state().as_ref().map(wire_name).into(),
+    );
     Ok(source)
 }
 
 /// The `_bulk` body, one JSON text per line: for each document an `index` action carrying its
-/// id and `last_sequence` as an external version, then its source.
+/// id and [`TicketDocument::version`] (ticket and SLA events folded in) as an external
+/// version, then its source.
 ///
 /// External versioning stores a document only if its version is strictly higher than the
 /// stored one, so a replayed or out-of-order write is refused (409) instead of moving the
@@ -58,7 +63,7 @@ pub(crate) fn bulk_lines(documents: &[TicketDocument]) -> Result<Vec<String>, Ba
         let action = json!({
             "index": {
                 "_id": document.id,
-                "version": document.last_sequence,
+                "version": document.version(),
                 "version_type": "external",
             }
         });
@@ -165,7 +170,7 @@ pub(crate) fn parse_mget(
 mod tests {
     use std::collections::BTreeSet;
 
-    use super::super::fixtures::sample_document;
+    use super::super::fixtures::{sample_document, with_breached_sla};
     use super::super::layout::mapping;
     use super::*;
 
@@ -175,7 +180,7 @@ mod tests {
         assert_eq!(mapping["dynamic"], "strict");
         let properties = mapping["properties"].as_object().unwrap();
         // A document with every optional field set, and one with none of them.
-        let mut full = sample_document("t-1");
+        let mut full = with_breached_sla(sample_document("t-1"));
         full.solved_at = Some(full.updated_at);
         let mut bare = sample_document("t-2");
         bare.requester_name = None;
@@ -194,8 +199,10 @@ mod tests {
             let mapped: BTreeSet<&str> = properties.keys().map(String::as_str).collect();
             assert_eq!(keys, mapped, "indexed fields and mapped fields differ");
             for (key, value) in source.as_object().unwrap() {
-                // Nothing nested that `dynamic: strict` would have to map.
-                assert!(!value.is_object(), "{key} is an object");
+                // Nothing nested that `dynamic: strict` would have to map: an object only
+                // where the mapping keeps it in `_source` without indexing it.
+                let unindexed = properties[key]["enabled"] == false;
+                assert!(!value.is_object() || unindexed, "{key} is an object");
             }
         }
         assert_eq!(properties["requester_email"]["type"], "keyword");
@@ -221,9 +228,14 @@ mod tests {
             "assignee",
             "group",
             "tags",
+            "sla",
         ] {
             assert_eq!(properties[keyword]["type"], "keyword", "{keyword}");
         }
+        assert_eq!(
+            properties["sla_clocks"],
+            json!({ "type": "object", "enabled": false })
+        );
         for long in [
             "created_us",
             "updated_us",
@@ -235,6 +247,7 @@ mod tests {
             "last_sequence",
             "last_position",
             "opened_position",
+            "sla_sequence",
         ] {
             assert_eq!(properties[long]["type"], "long", "{long}");
         }
@@ -256,9 +269,18 @@ mod tests {
         document.solved_at = Some(document.updated_at);
         let source = indexed_source(&document).unwrap();
         assert_eq!(source["solved_us"], document.updated_at.timestamp_micros());
+        assert_eq!(source["sla"], Value::Null);
         // Reading it back ignores the derived fields.
         let back: TicketDocument = serde_json::from_value(source).unwrap();
         assert_eq!(back, document);
+
+        let breached = with_breached_sla(document);
+        let source = indexed_source(&breached).unwrap();
+        assert_eq!(source["sla"], "breached");
+        assert_eq!(source["sla_sequence"], 2);
+        assert!(source["sla_clocks"]["first_reply"].is_object());
+        let back: TicketDocument = serde_json::from_value(source).unwrap();
+        assert_eq!(back, breached);
     }
 
     #[test]
@@ -282,6 +304,16 @@ mod tests {
         assert_eq!(action["index"]["_id"], "t-2");
         assert_eq!(action["index"]["version"], 9);
         assert!(bulk_lines(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_external_version_counts_sla_events_too() {
+        // Ticket version 4 plus two SLA events: a state after 6 events, above the 4 stored
+        // before the SLA events arrived, so Elasticsearch takes it.
+        let document = with_breached_sla(sample_document("t-1"));
+        let lines = bulk_lines(&[document]).unwrap();
+        let action: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(action["index"]["version"], 6);
     }
 
     fn ok_item(id: &str, status: u64) -> Value {

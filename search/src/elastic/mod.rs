@@ -2,16 +2,19 @@
 //!
 //! Layout: each generation is a physical index `<prefix>_tickets_v<N>` created with the
 //! mapping in `schemas/search/tickets.mapping.json` (`dynamic: strict`), and the alias
-//! `<prefix>_tickets` points at the serving one (as its write index). The live backend reads
+//! `<prefix>_tickets` points at the serving one (as its write index). Connecting to an existing
+//! alias puts the bundled mapping on it again, so fields added since it was created (the SLA
+//! state, say) are mapped before a document carries them. The live backend reads
 //! and writes through the alias; a rebuild writes a [`new_generation`] directly and
 //! [`promote`]s it, which moves the alias in one atomic `_aliases` request and then deletes the
 //! previous generation.
 //!
-//! Documents are written with `_bulk`, each versioned externally by `last_sequence`, so
+//! Documents are written with `_bulk`, each versioned externally by
+//! [`TicketDocument::version`] (ticket and SLA events folded in), so
 //! redeliveries and a rebuild running beside the live projector never move a document
-//! backwards. The indexed source is the [`TicketDocument`] JSON plus numeric keys
-//! (`created_us`, `updated_us`, `solved_us`, `status_rank`, `priority_rank`) that searches sort
-//! and filter on; `search_after` over `[key, opened_position]` pages through results.
+//! backwards. The indexed source is the [`TicketDocument`] JSON plus the keys searches sort
+//! and filter on (`created_us`, `updated_us`, `solved_us`, `status_rank`, `priority_rank`, and
+//! the SLA state `sla`); `search_after` over `[key, opened_position]` pages through results.
 //!
 //! The request bodies and response parsers are pure functions in the submodules; this module
 //! only sends them.
@@ -36,7 +39,9 @@ use elasticsearch::http::Url;
 use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
-use elasticsearch::indices::{IndicesCreateParts, IndicesDeleteParts, IndicesGetAliasParts};
+use elasticsearch::indices::{
+    IndicesCreateParts, IndicesDeleteParts, IndicesGetAliasParts, IndicesPutMappingParts,
+};
 use elasticsearch::params::{ExpandWildcards, Refresh};
 use elasticsearch::{BulkParts, Elasticsearch, MgetParts, SearchParts};
 use serde_json::Value;
@@ -217,11 +222,12 @@ impl ElasticBackend {
         Ok(())
     }
 
-    /// Creates the first generation behind the alias unless the alias exists.
+    /// Creates the first generation behind the alias unless the alias exists; an existing one
+    /// gets the bundled mapping again ([`ElasticBackend::update_mapping`]).
     async fn ensure_alias(&self) -> Result<(), BackendError> {
         let layout = self.layout().await?;
         if !layout.serving.is_empty() {
-            return Ok(());
+            return self.update_mapping().await;
         }
         // No alias: start a generation above any existing one (a leftover without the alias
         // is not trusted to be complete).
@@ -235,6 +241,31 @@ impl ElasticBackend {
         }
         tracing::info!(index = %name, alias = %self.alias, "created the search index");
         Ok(())
+    }
+
+    /// Puts the bundled mapping on the serving generation through the alias: fields added
+    /// since it was created get mapped (mappings only ever gain fields), the rest is unchanged.
+    ///
+    /// A refusal (a field whose type changed, which only a rebuild can apply) is logged, not
+    /// returned: searches keep working on the old mapping, and a rebuild makes a generation
+    /// with the new one. An unreachable cluster is an error, as for any first request.
+    async fn update_mapping(&self) -> Result<(), BackendError> {
+        const WHAT: &str = "updating the index mapping";
+        let sent = self
+            .client
+            .indices()
+            .put_mapping(IndicesPutMappingParts::Index(&[&self.alias]))
+            .body(mapping()?)
+            .send()
+            .await;
+        match receive(WHAT, sent).await?.success(WHAT) {
+            Ok(_) => Ok(()),
+            Err(error @ BackendError::Unavailable(_)) => Err(error),
+            Err(error) => {
+                tracing::warn!(alias = %self.alias, %error, "the serving search index keeps its older mapping; rebuild the index to apply the new one");
+                Ok(())
+            }
+        }
     }
 
     /// The generations and where the alias points.

@@ -124,6 +124,7 @@ fn condition_query(condition: &Condition, include_internal: bool) -> (Value, boo
         Condition::Created(range) => time_range("created_us", *range),
         Condition::Updated(range) => time_range("updated_us", *range),
         Condition::Solved(range) => time_range("solved_us", *range),
+        Condition::Sla(state) => term("sla", &wire_name(state)),
     };
     (query, true)
 }
@@ -452,6 +453,26 @@ mod tests {
         assert_eq!(
             must(not(Condition::Group(None))),
             json!({ "exists": { "field": "group" } })
+        );
+    }
+
+    #[test]
+    fn sla_states_are_terms_on_the_derived_keyword() {
+        use crate::sla::SlaState;
+        for (state, name) in [
+            (SlaState::Breached, "breached"),
+            (SlaState::Active, "active"),
+            (SlaState::Paused, "paused"),
+        ] {
+            assert_eq!(
+                must(when(Condition::Sla(state))),
+                json!({ "term": { "sla": name } })
+            );
+        }
+        // Negated: tickets in another state and tickets without an open SLA activation.
+        assert_eq!(
+            must_not(not(Condition::Sla(SlaState::Breached))),
+            json!({ "term": { "sla": "breached" } })
         );
     }
 

@@ -347,18 +347,51 @@ async fn the_client_sends_what_the_bodies_say() {
 }
 
 #[tokio::test]
-async fn an_existing_alias_is_used_as_is() {
-    let (url, script) = serve(vec![(
-        200,
-        json!({
-            "hd_tickets_v3": { "aliases": { "hd_tickets": { "is_write_index": true } } },
-            "hd_tickets_v4": { "aliases": {} }
-        }),
-    )])
+async fn an_existing_alias_is_used_as_is_with_the_bundled_mapping_put_on_it() {
+    let (url, script) = serve(vec![
+        (
+            200,
+            json!({
+                "hd_tickets_v3": { "aliases": { "hd_tickets": { "is_write_index": true } } },
+                "hd_tickets_v4": { "aliases": {} }
+            }),
+        ),
+        (200, json!({ "acknowledged": true })),
+    ])
     .await;
     let backend = backend(&url, "hd").await.unwrap();
-    assert_eq!(script.lock().unwrap().seen.len(), 1);
     assert_eq!(backend.target(), "hd_tickets");
+    let seen = script.lock().unwrap().seen.clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].path()),
+        ("PUT", "/hd_tickets/_mapping")
+    );
+    assert_eq!(seen[1].content_type, "application/json");
+    let body = seen[1].json();
+    assert_eq!(body, mapping().unwrap());
+    assert_eq!(body["properties"]["sla"]["type"], "keyword");
+}
+
+#[tokio::test]
+async fn a_refused_mapping_update_keeps_the_old_mapping_but_an_unreachable_one_fails() {
+    let serving = json!({ "hd_tickets_v1": { "aliases": { "hd_tickets": {} } } });
+    let conflict = json!({
+        "error": { "type": "illegal_argument_exception",
+            "reason": "mapper [sla] cannot be changed from type [text] to [keyword]" },
+        "status": 400
+    });
+    let (url, _) = serve(vec![(200, serving.clone()), (400, conflict)]).await;
+    let connected = backend(&url, "hd").await.unwrap();
+    assert_eq!(connected.target(), "hd_tickets");
+
+    let busy = json!({ "error": { "type": "process_cluster_event_timeout_exception",
+        "reason": "failed to process cluster event (put-mapping) within 30s" }, "status": 503 });
+    let (url, _) = serve(vec![(200, serving), (503, busy)]).await;
+    assert!(matches!(
+        backend(&url, "hd").await,
+        Err(BackendError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
@@ -366,6 +399,7 @@ async fn clearing_through_the_alias_swaps_in_an_empty_generation() {
     let serving = json!({ "hd_tickets_v1": { "aliases": { "hd_tickets": {} } } });
     let (url, script) = serve(vec![
         (200, serving.clone()),
+        (200, json!({ "acknowledged": true })),
         // clear: new generation, then promote
         (200, serving),
         (200, acknowledged("hd_tickets_v2")),
@@ -388,6 +422,7 @@ async fn clearing_through_the_alias_swaps_in_an_empty_generation() {
         summary,
         vec![
             ("GET", "/hd_tickets_v*/_alias"),
+            ("PUT", "/hd_tickets/_mapping"),
             ("GET", "/hd_tickets_v*/_alias"),
             ("PUT", "/hd_tickets_v2"),
             ("GET", "/hd_tickets_v*/_alias"),
@@ -415,7 +450,12 @@ async fn losing_a_creation_race_is_fine() {
 #[tokio::test]
 async fn promote_refuses_what_is_not_a_generation() {
     let serving = json!({ "hd_tickets_v1": { "aliases": { "hd_tickets": {} } } });
-    let (url, script) = serve(vec![(200, serving.clone()), (200, serving)]).await;
+    let (url, script) = serve(vec![
+        (200, serving.clone()),
+        (200, json!({ "acknowledged": true })),
+        (200, serving),
+    ])
+    .await;
     let backend = backend(&url, "hd").await.unwrap();
     // The alias backend itself is not a generation: nothing is sent.
     assert!(matches!(
@@ -426,7 +466,7 @@ async fn promote_refuses_what_is_not_a_generation() {
     let mut current = backend.clone();
     current.target = "hd_tickets_v1".into();
     backend.promote(&current).await.unwrap();
-    assert_eq!(script.lock().unwrap().seen.len(), 2);
+    assert_eq!(script.lock().unwrap().seen.len(), 3);
 }
 
 #[tokio::test]

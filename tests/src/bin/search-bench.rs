@@ -149,6 +149,8 @@ fn corpus() -> Vec<TicketDocument> {
                 last_sequence: 3,
                 last_position: i as i64 + 1,
                 opened_position: i as i64 + 1,
+                sla_sequence: 0,
+                sla_clocks: Default::default(),
             }
         })
         .collect()
@@ -225,6 +227,7 @@ async fn our_latency(backend: &TantivyBackend, text: &str) -> (f64, f64) {
     let context = ParseContext {
         me: "agent-1".into(),
         now: Utc::now(),
+        include_internal: true,
     };
     let request = SearchRequest {
         query: parse(text, &context).unwrap(),
