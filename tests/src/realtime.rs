@@ -114,6 +114,25 @@ impl WsClient {
         }
     }
 
+    /// Reads messages until `last` says one is the last wanted; returns them all, that one
+    /// included. Fails the test on a `resync` or an `error`, and after [`PATIENCE`] without a
+    /// message.
+    pub async fn read_until(&mut self, mut last: impl FnMut(&Value) -> bool) -> Vec<Value> {
+        let mut read = Vec::new();
+        loop {
+            let message = self.next().await;
+            assert!(
+                message["type"] != "resync" && message["type"] != "error",
+                "{message}"
+            );
+            let done = last(&message);
+            read.push(message);
+            if done {
+                return read;
+            }
+        }
+    }
+
     /// Closes the connection.
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;

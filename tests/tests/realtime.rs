@@ -59,6 +59,12 @@ impl Caller {
             .await;
     }
 
+    async fn tag(&self, ticket: &str, tag: &str) {
+        let body = json!({"add": [tag]});
+        self.send(Method::PUT, &format!("/tickets/{ticket}/tags"), body)
+            .await;
+    }
+
     async fn reply(&self, ticket: &str, text: &str, visibility: &str) {
         let body = json!({"body": text, "visibility": visibility});
         self.send(
@@ -547,5 +553,180 @@ async fn concurrent_writers_reach_a_subscriber_once_each_and_a_replay_repeats_th
         cursors(&pushed),
         "a replay is the live feed again"
     );
+    product.stop().await;
+}
+
+/// A policy that measures every normal ticket around the clock, with targets far enough away
+/// that nothing breaches during a test.
+async fn given_an_sla_policy(product: &Product) {
+    let manager = Caller::new(product, "manager", "manager-1").await;
+    let policy = json!({"name": "Standard", "position": 10,
+                        "targets": {"normal": {"first_reply": 30, "resolution": 240}},
+                        "calendar": {"kind": "always"}});
+    manager.send(Method::POST, "/sla-policies", policy).await;
+}
+
+/// What a feed message says, without the subscriptions it names: (cursor, type, event type,
+/// the SLA event).
+fn pushed(message: &Value) -> (u64, String, String, Value) {
+    (
+        message["cursor"].as_u64().unwrap(),
+        message["type"].as_str().unwrap().to_owned(),
+        message["event_type"].as_str().unwrap().to_owned(),
+        message["sla"].clone(),
+    )
+}
+
+/// The `update`, `left` and `sla` messages among `messages`.
+fn pushes(messages: &[Value]) -> Vec<(u64, String, String, Value)> {
+    messages
+        .iter()
+        .filter(|m| ["update", "left", "sla"].contains(&m["type"].as_str().unwrap()))
+        .map(pushed)
+        .collect()
+}
+
+#[tokio::test]
+async fn sla_events_reach_staff_in_feed_order_live_and_on_resume_but_never_a_customer() {
+    let (product, _) = product().await;
+    given_an_sla_policy(&product).await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let alice = Caller::new(&product, "customer", "alice").await;
+    let mut staff = WsClient::connect(&product.url, &agent.token).await;
+    let (_, start) = staff.subscribe(json!({"id": "all", "queue": {}})).await;
+
+    // Opening the ticket starts two measurements (first reply, resolution): two `sla` pushes
+    // after the ticket's own update.
+    let ticket = alice.open("alice", "Printer on fire").await;
+    let mut activated = 0;
+    let mut live = staff
+        .read_until(|m| {
+            activated += usize::from(m["event_type"] == "SlaMetricActivated");
+            activated == 2
+        })
+        .await;
+    // The customer follows their ticket from before it was opened.
+    let mut customer = WsClient::connect(&product.url, &alice.token).await;
+    let (mut seen_by_customer, _) = customer
+        .subscribe(json!({"id": "mine", "ticket": ticket, "since": start}))
+        .await;
+
+    // The first public reply fulfils the first-reply measurement.
+    agent.reply(&ticket, "We are on it.", "public").await;
+    live.extend(
+        staff
+            .read_until(|m| m["event_type"] == "SlaMetricFulfilled")
+            .await,
+    );
+    // A change the SLA does not react to: once it arrived, everything before it was routed.
+    agent.tag(&ticket, "printers").await;
+    live.extend(staff.read_until(|m| m["event_type"] == "TagsChanged").await);
+    seen_by_customer.extend(
+        customer
+            .read_until(|m| m["event_type"] == "TagsChanged")
+            .await,
+    );
+
+    let kinds: Vec<(String, String)> = pushes(&live)
+        .into_iter()
+        .map(|(_, kind, event_type, _)| (kind, event_type))
+        .collect();
+    let expected = [
+        ("update", "TicketOpened"),
+        ("sla", "SlaMetricActivated"),
+        ("sla", "SlaMetricActivated"),
+        ("update", "ReplyAdded"),
+        ("sla", "SlaMetricFulfilled"),
+        ("update", "TagsChanged"),
+    ]
+    .map(|(kind, event_type)| (kind.to_owned(), event_type.to_owned()));
+    assert_eq!(kinds, expected, "{live:#?}");
+    let cursors: Vec<u64> = live.iter().map(|m| m["cursor"].as_u64().unwrap()).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    assert!(cursors[0] > start);
+    let slas: Vec<&Value> = live.iter().filter(|m| m["type"] == "sla").collect();
+    for sla in &slas {
+        assert_eq!(sla["ticket_id"], ticket.as_str());
+        assert_eq!(sla["subscriptions"], json!(["all"]));
+        assert_eq!(sla["sla"]["activation"], 1);
+    }
+    let mut metrics: Vec<&str> = slas[..2]
+        .iter()
+        .map(|m| {
+            assert_eq!(m["sla"]["type"], "activated");
+            assert!(m["sla"]["due_at"].is_string(), "{m}");
+            m["sla"]["metric"].as_str().unwrap()
+        })
+        .collect();
+    metrics.sort_unstable();
+    assert_eq!(metrics, ["first_reply", "resolution"]);
+    assert_eq!(slas[2]["sla"]["type"], "fulfilled");
+    assert_eq!(slas[2]["sla"]["metric"], "first_reply");
+
+    // The customer had every update of their ticket, and not one SLA push.
+    let kinds: Vec<(&str, &str)> = seen_by_customer
+        .iter()
+        .map(|m| {
+            (
+                m["type"].as_str().unwrap(),
+                m["event_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("update", "TicketOpened"),
+            ("update", "ReplyAdded"),
+            ("update", "TagsChanged"),
+        ]
+    );
+
+    // Resuming replays the SLA pushes in their place: a ticket subscription from before the
+    // opening, and a queue from right after it.
+    let mut again = WsClient::connect(&product.url, &agent.token).await;
+    let (replayed, _) = again
+        .subscribe(json!({"id": "t", "ticket": ticket, "since": start}))
+        .await;
+    assert_eq!(
+        pushes(&replayed),
+        pushes(&live),
+        "a replay is the live feed again"
+    );
+    assert!(
+        replayed
+            .iter()
+            .all(|m| m["type"] == "presence" || m["subscriptions"] == json!(["t"]))
+    );
+    let (replayed, _) = again
+        .subscribe(json!({"id": "q", "queue": {"statuses": ["new"]}, "since": cursors[0]}))
+        .await;
+    assert_eq!(pushes(&replayed), pushes(&live)[1..]);
+
+    // SSE: the same pushes, `sla` events with the cursor as their id.
+    let (_, sse) = SseClient::open(
+        &product.url,
+        &agent.token,
+        &format!("ticket={ticket}"),
+        Some(start),
+    )
+    .await;
+    let mut sse = sse.unwrap();
+    let mut events = Vec::new();
+    loop {
+        let event = sse.next().await;
+        if event.event == "subscribed" {
+            break;
+        }
+        events.push(event);
+    }
+    assert_eq!(
+        pushes(&events.iter().map(|e| e.data.clone()).collect::<Vec<_>>()),
+        pushes(&live)
+    );
+    for event in &events {
+        assert_eq!(event.event, event.data["type"].as_str().unwrap());
+        assert_eq!(event.id, Some(event.data["cursor"].to_string()));
+    }
     product.stop().await;
 }

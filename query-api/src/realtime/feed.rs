@@ -1,9 +1,16 @@
 //! The instance's own reading of the event stream: an ordered, ephemeral JetStream consumer
-//! from which every ticket event becomes an [`Update`] broadcast to this instance's sessions.
+//! from which every ticket event becomes an [`Update`], and every SLA event an [`SlaUpdate`],
+//! broadcast to this instance's sessions.
 //!
 //! The feed's order is the stream's: the relay publishes in `(tx_id, global_position)` order,
 //! which is not `global_position` order, so the stream sequence (the `cursor`) is what orders,
 //! deduplicates and resumes the feed, never the position.
+//!
+//! The consumer reads every message of the stream and skips the aggregates it does not push
+//! (SLA policies, audit anchors), which are few: filtering on the server would need two
+//! subjects (`<prefix>.events.Ticket.>` and `<prefix>.events.TicketSla.>`), which takes NATS
+//! 2.10, and the machines we run on have 2.9. The replay reads the same way ([`super::replay`]
+//! says why a wildcard filter will not do there either).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -12,11 +19,13 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
 use helpdesk_platform::nats::ensure_events_stream;
-use helpdesk_schemas::{EventEnvelope, events_subject_root};
+use helpdesk_schemas::EventEnvelope;
 use sqlx::PgPool;
 
-use super::Inner;
-use super::summary::{TicketSummary, Update, updates_of};
+use super::summary::{
+    Push, SLA_AGGREGATE, SlaUpdate, TICKET_AGGREGATE, TicketSummary, Update, updates_of,
+};
+use super::{EVERY_MESSAGE, Inner};
 use crate::error::QueryError;
 use crate::tickets::events::{self, StoredEvent};
 
@@ -38,7 +47,8 @@ pub(super) async fn tail(js: &jetstream::Context, prefix: &str) -> Result<Start,
     })
 }
 
-/// Reads the stream from `start` forever, broadcasting each ticket event once, in order.
+/// Reads the stream from `start` forever, broadcasting each ticket and SLA event once, in
+/// order.
 pub(super) async fn run(inner: Arc<Inner>, js: jetstream::Context, start: Start) {
     let mut next = start.cursor + 1;
     let mut cache = SummaryCache::new(inner.settings.summary_cache);
@@ -72,7 +82,7 @@ async fn follow(
     let stream = ensure_events_stream(js, prefix).await?;
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
-            filter_subject: format!("{}.Ticket.>", events_subject_root(prefix)),
+            filter_subject: EVERY_MESSAGE.to_owned(),
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: *next,
             },
@@ -96,11 +106,8 @@ async fn follow(
                 continue;
             }
         };
-        match cache.update(&inner.pool, &envelope).await {
-            Ok(Some(mut update)) => {
-                update.cursor = cursor;
-                inner.publish(update);
-            }
+        match cache.push(&inner.pool, &envelope).await {
+            Ok(Some(push)) => inner.publish(push.at(cursor)),
             Ok(None) => inner.advance(cursor),
             Err(error) => {
                 if failing.cursor != cursor {
@@ -143,7 +150,63 @@ impl SummaryCache {
         }
     }
 
-    /// The update of `envelope`; `None` for an event already folded.
+    /// What `envelope` means for the feed: a ticket update, an SLA update, or nothing (an event
+    /// already folded, an aggregate the feed does not push, an SLA event it cannot read).
+    async fn push(
+        &mut self,
+        pool: &PgPool,
+        envelope: &EventEnvelope,
+    ) -> Result<Option<Push>, QueryError> {
+        match envelope.aggregate_type.as_str() {
+            TICKET_AGGREGATE => Ok(self.update(pool, envelope).await?.map(Push::Ticket)),
+            SLA_AGGREGATE => Ok(self.sla(pool, envelope).await?.map(Push::Sla)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The SLA update of `envelope`, routed by the ticket as the feed last folded it. A ticket
+    /// not in the cache is read as of the SLA event's position, and not cached: events of the
+    /// ticket the feed has yet to deliver could be among those read.
+    async fn sla(
+        &self,
+        pool: &PgPool,
+        envelope: &EventEnvelope,
+    ) -> Result<Option<SlaUpdate>, QueryError> {
+        let ticket = match self.summaries.get(&envelope.aggregate_id) {
+            Some(summary) => summary.clone(),
+            None => {
+                let ids = [envelope.aggregate_id.clone()];
+                let history = events::load_many(pool, &ids, envelope.global_position - 1)
+                    .await?
+                    .pop()
+                    .unwrap_or_default();
+                let Some(update) = updates_of(&history).pop() else {
+                    tracing::warn!(
+                        ticket = %envelope.aggregate_id,
+                        event_type = %envelope.event_type,
+                        "skipping an SLA event of a ticket the store does not hold"
+                    );
+                    return Ok(None);
+                };
+                update.after
+            }
+        };
+        match SlaUpdate::of(envelope, ticket) {
+            Ok(sla) => Ok(Some(sla)),
+            Err(error) => {
+                // A payload this version cannot read will not read better later.
+                tracing::warn!(
+                    %error,
+                    ticket = %envelope.aggregate_id,
+                    event_type = %envelope.event_type,
+                    "skipping an SLA event this version cannot read"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// The update of `envelope` (a ticket event); `None` for an event already folded.
     async fn update(
         &mut self,
         pool: &PgPool,

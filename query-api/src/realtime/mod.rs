@@ -3,9 +3,11 @@
 //!
 //! - [`feed`]: every instance reads the event stream on its own (an ordered, ephemeral
 //!   JetStream consumer) and broadcasts each ticket event once, as an [`summary::Update`]
-//!   (the ticket summary before and after), to its sessions;
-//! - [`session`]: one client's subscriptions, the access policy applied to every push, and
-//!   the replay from the event store that makes a reconnect lossless;
+//!   (the ticket summary before and after), and each SLA event once, as an
+//!   [`summary::SlaUpdate`] (with the ticket it concerns), to its sessions;
+//! - [`session`]: one client's subscriptions; [`route`]: the access policy applied to every
+//!   push; [`replay`]: the missed pushes rebuilt from the stream and the event store, which
+//!   make a reconnect lossless;
 //! - [`presence`]: who is viewing or replying, shared across instances over core NATS;
 //! - [`ws`] and [`sse`]: the two transports, each with a bounded outgoing buffer (a client
 //!   that does not read is told `resync` and dropped) and heartbeats.
@@ -15,6 +17,8 @@
 mod feed;
 pub mod presence;
 pub mod protocol;
+mod replay;
+mod route;
 mod session;
 pub mod sse;
 pub mod summary;
@@ -24,17 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use helpdesk_schemas::{EventEnvelope, events_stream_name, events_subject_root};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 
 use presence::Presence;
-use summary::{Target, Update, updates_of};
-
-use crate::error::QueryError;
-use crate::tickets::events;
+use summary::Push;
 
 /// How the real-time feed behaves.
 #[derive(Debug, Clone)]
@@ -70,6 +68,10 @@ impl RealtimeSettings {
     }
 }
 
+/// The filter subject of a consumer that reads every message of the events stream (whose
+/// subjects are `<prefix>.events.>`).
+const EVERY_MESSAGE: &str = "";
+
 /// Updates the feed holds for sessions that have not taken them yet; a session further
 /// behind is told `resync`.
 const BACKLOG: usize = 4096;
@@ -91,11 +93,11 @@ pub(crate) struct Inner {
     dropped: AtomicU64,
 }
 
-/// The cursor of the last broadcast update, changed together with the broadcast itself so that
-/// a joining session knows exactly where its live updates begin.
+/// The cursor of the last broadcast push, changed together with the broadcast itself so that
+/// a joining session knows exactly where its live pushes begin.
 struct Live {
     cursor: u64,
-    sender: broadcast::Sender<Arc<Update>>,
+    sender: broadcast::Sender<Arc<Push>>,
 }
 
 impl Realtime {
@@ -158,12 +160,12 @@ impl Inner {
             .cursor
     }
 
-    /// Broadcasts `update` and moves the cursor past it.
-    fn publish(&self, update: Update) {
+    /// Broadcasts `push` and moves the cursor past it.
+    fn publish(&self, push: Push) {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.cursor = live.cursor.max(update.cursor);
+        live.cursor = live.cursor.max(push.cursor());
         // No session listening is fine.
-        let _ = live.sender.send(Arc::new(update));
+        let _ = live.sender.send(Arc::new(push));
     }
 
     /// Moves the cursor past a message that is not pushed.
@@ -172,8 +174,8 @@ impl Inner {
         live.cursor = live.cursor.max(cursor);
     }
 
-    /// A receiver of every update after the returned cursor.
-    fn join(&self) -> (u64, broadcast::Receiver<Arc<Update>>) {
+    /// A receiver of every push after the returned cursor.
+    fn join(&self) -> (u64, broadcast::Receiver<Arc<Push>>) {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         (live.cursor, live.sender.subscribe())
     }
@@ -181,109 +183,4 @@ impl Inner {
     fn next_connection(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed) + 1
     }
-
-    /// Every update of tickets in `target` (only its ticket, for a ticket target) with a cursor
-    /// in `(since, up_to]`, in feed order; `None` when more than the replay limit of stream
-    /// messages lie in between. The order and the cursors come from the stream itself; the
-    /// summaries from folding the touched tickets' events from the store.
-    async fn replay(
-        &self,
-        target: &Target,
-        since: u64,
-        up_to: u64,
-    ) -> Result<Option<Vec<Update>>, QueryError> {
-        if since >= up_to {
-            return Ok(Some(Vec::new()));
-        }
-        if up_to - since > u64::try_from(self.settings.replay_limit).unwrap_or(u64::MAX) {
-            return Ok(None);
-        }
-        let root = events_subject_root(&self.settings.prefix);
-        let subject = match target {
-            Target::Ticket(id) => format!("{root}.Ticket.{id}"),
-            Target::Queue(_) => format!("{root}.Ticket.>"),
-        };
-        let missed = read_stream(&self.js, &self.settings.prefix, subject, since + 1, up_to)
-            .await
-            .map_err(QueryError::internal)?;
-        let mut ids: Vec<String> = missed
-            .iter()
-            .map(|(_, envelope)| envelope.aggregate_id.clone())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let mut folded: HashMap<(String, i64), Update> = HashMap::new();
-        for history in events::load_many(&self.pool, &ids, i64::MAX).await? {
-            for update in updates_of(&history) {
-                folded.insert((update.after.id.clone(), update.position), update);
-            }
-        }
-        Ok(Some(
-            missed
-                .into_iter()
-                .filter_map(|(cursor, envelope)| {
-                    let key = (envelope.aggregate_id, envelope.global_position);
-                    folded
-                        .remove(&key)
-                        .map(|update| Update { cursor, ..update })
-                })
-                .collect(),
-        ))
-    }
-}
-
-/// The ticket messages on `subject` with stream sequences in `[from, to]`, in stream order.
-async fn read_stream(
-    js: &async_nats::jetstream::Context,
-    prefix: &str,
-    subject: String,
-    from: u64,
-    to: u64,
-) -> Result<Vec<(u64, EventEnvelope)>, String> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-    use futures::StreamExt;
-    let stream = js
-        .get_stream(events_stream_name(prefix))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: subject,
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    // Everything up to `to` is in the stream already, so it is counted here.
-    let available = consumer
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .num_pending;
-    let mut found = Vec::new();
-    if available == 0 {
-        return Ok(found);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    let mut read = 0;
-    while read < available {
-        let Some(message) = messages.next().await else {
-            return Err("the stream ended during a replay".into());
-        };
-        let message = message.map_err(|e| e.to_string())?;
-        read += 1;
-        let cursor = message.info().map_err(|e| e.to_string())?.stream_sequence;
-        if cursor > to {
-            break;
-        }
-        let envelope: EventEnvelope =
-            serde_json::from_slice(&message.payload).map_err(|e| e.to_string())?;
-        found.push((cursor, envelope));
-        if cursor == to {
-            break;
-        }
-    }
-    Ok(found)
 }

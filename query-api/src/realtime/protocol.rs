@@ -1,5 +1,6 @@
 //! The messages of the real-time feed, as JSON text frames (WebSocket) or SSE `data`.
 
+use helpdesk_domain::sla::SlaEvent;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,8 +12,8 @@ use super::summary::{QueueFilter, TicketSummary};
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Follow one ticket (`ticket`) or a queue (`queue`), under a name of the client's choice.
-    /// With `since` (the `cursor` of the last update the client handled), every matching
-    /// update after it is sent first, then live ones.
+    /// With `since` (the `cursor` of the last message the client handled), every matching
+    /// `update`, `left` and `sla` after it is sent first, then live ones.
     Subscribe {
         id: String,
         ticket: Option<String>,
@@ -32,7 +33,7 @@ pub enum ClientMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// The subscription is live: updates after `cursor` follow (earlier ones were replayed,
+    /// The subscription is live: messages after `cursor` follow (earlier ones were replayed,
     /// when `since` was given).
     Subscribed { id: String, cursor: u64 },
     /// An event touched these subscriptions; `ticket` is the summary after it. `cursor` is the
@@ -50,6 +51,25 @@ pub enum ServerMessage {
         position: i64,
         ticket_id: String,
         subscriptions: Vec<String>,
+    },
+    /// An SLA measurement of the ticket changed: a target applied, its clock paused, resumed
+    /// or retargeted, the measurement fulfilled, breached or withdrawn. Sent to staff and
+    /// auditors, never to customers, for every subscription that would receive an update of
+    /// the ticket now (the ticket's own, and the queues it is in); the ticket itself did not
+    /// change. `cursor` and `position` as for `update`.
+    Sla {
+        cursor: u64,
+        position: i64,
+        /// The stored event type: `SlaMetricActivated`, `SlaMetricPaused`,
+        /// `SlaMetricResumed`, `SlaMetricRetargeted`, `SlaMetricFulfilled`, `SlaBreached` or
+        /// `SlaMetricWithdrawn`.
+        event_type: String,
+        subscriptions: Vec<String>,
+        ticket_id: String,
+        /// The SLA event (its `type` is `activated`, `paused`, … `withdrawn`): `metric`,
+        /// `activation`, `at`, and `due_at`, `policy`, `target_minutes` or
+        /// `business_minutes` as the type has them.
+        sla: Box<SlaEvent>,
     },
     /// Who is on the ticket now.
     Presence {
@@ -74,12 +94,13 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
-    /// The SSE event name and id (the cursor, for updates and departures).
+    /// The SSE event name and id (the cursor, for updates, departures and SLA events).
     pub fn sse_name(&self) -> (&'static str, Option<u64>) {
         match self {
             ServerMessage::Subscribed { .. } => ("subscribed", None),
             ServerMessage::Update { cursor, .. } => ("update", Some(*cursor)),
             ServerMessage::Left { cursor, .. } => ("left", Some(*cursor)),
+            ServerMessage::Sla { cursor, .. } => ("sla", Some(*cursor)),
             ServerMessage::Presence { .. } => ("presence", None),
             ServerMessage::Resync { .. } => ("resync", None),
             ServerMessage::Error { .. } => ("error", None),

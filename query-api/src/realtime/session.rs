@@ -1,5 +1,6 @@
 //! One client's view of the feed: its subscriptions, what it may see, and its resume point.
-//! The transports ([`super::ws`], [`super::sse`]) move its messages; this decides them.
+//! The transports ([`super::ws`], [`super::sse`]) move its messages; this decides them, with
+//! [`super::route`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::Inner;
 use super::presence::{PresenceChange, PresenceState};
 use super::protocol::{ClientMessage, ServerMessage};
-use super::summary::{Target, TicketSummary, Update, updates_of};
+use super::route::{Subscription, route};
+use super::summary::{Push, Target, TicketSummary, Update, updates_of};
 use crate::error::QueryError;
 use crate::tickets::events;
 
@@ -41,13 +43,6 @@ pub(super) enum Refusal {
     Store(QueryError),
 }
 
-struct Subscription {
-    target: Target,
-    /// Updates at or before this cursor were already delivered (a resume point ahead of this
-    /// instance).
-    delivered_through: u64,
-}
-
 /// A connected client.
 pub(super) struct Session {
     inner: Arc<Inner>,
@@ -55,9 +50,9 @@ pub(super) struct Session {
     scope: AgentScope,
     connection: u64,
     subscriptions: BTreeMap<String, Subscription>,
-    /// The cursor of the last live update this session has taken from the feed.
+    /// The cursor of the last live push this session has taken from the feed.
     cursor: u64,
-    updates: broadcast::Receiver<Arc<Update>>,
+    pushes: broadcast::Receiver<Arc<Push>>,
     presence: broadcast::Receiver<Arc<PresenceChange>>,
     /// Followed tickets the caller lost sight of (moved to a group it is not in): no presence.
     hidden: std::collections::HashSet<String>,
@@ -66,7 +61,7 @@ pub(super) struct Session {
 impl Session {
     /// Joins the feed: live updates start after the current position.
     pub(super) fn open(inner: Arc<Inner>, principal: Principal, scope: AgentScope) -> Session {
-        let (cursor, updates) = inner.join();
+        let (cursor, pushes) = inner.join();
         let presence = inner.presence.changes();
         inner.open_sessions.fetch_add(1, Ordering::Relaxed);
         Session {
@@ -76,21 +71,23 @@ impl Session {
             scope,
             subscriptions: BTreeMap::new(),
             cursor,
-            updates,
+            pushes,
             presence,
             hidden: std::collections::HashSet::new(),
         }
     }
 
-    /// Waits for the next update or presence change.
+    /// Waits for the next push or presence change.
     pub(super) async fn next(&mut self) -> Next {
         tokio::select! {
-            update = self.updates.recv() => match update {
-                Ok(update) => {
-                    self.cursor = update.cursor;
-                    self.track_sight(&update);
+            push = self.pushes.recv() => match push {
+                Ok(push) => {
+                    self.cursor = push.cursor();
+                    if let Push::Ticket(update) = push.as_ref() {
+                        self.track_sight(update);
+                    }
                     let subscriptions = self.subscriptions.iter();
-                    Next::Send(route(&self.principal, self.scope, &update, subscriptions))
+                    Next::Send(route(&self.principal, self.scope, &push, subscriptions))
                 }
                 Err(RecvError::Lagged(_) | RecvError::Closed) => Next::Behind,
             },
@@ -155,10 +152,11 @@ impl Session {
         }
     }
 
-    /// Adds a subscription. With `since`, every matching update after it up to the session's
-    /// position is returned first (then the `subscribed` acknowledgement); live updates follow
-    /// from [`Session::next`], so nothing is lost or repeated. When `since` is too far behind
-    /// to replay, the subscription starts live and a `resync` precedes the acknowledgement.
+    /// Adds a subscription. With `since`, every matching push (`update`, `left`, `sla`) after it
+    /// up to the session's position is returned first (then the `subscribed` acknowledgement);
+    /// live ones follow from [`Session::next`], so nothing is lost or repeated. When `since` is
+    /// too far behind to replay, the subscription starts live and a `resync` precedes the
+    /// acknowledgement.
     pub(super) async fn subscribe(
         &mut self,
         id: String,
@@ -193,14 +191,14 @@ impl Session {
                 .await
                 .map_err(Refusal::Store)?
             {
-                Some(updates) => {
+                Some(pushes) => {
                     let only = Subscription {
                         target: target.clone(),
                         delivered_through: since,
                     };
-                    for update in &updates {
+                    for push in &pushes {
                         let one = std::iter::once((&id, &only));
-                        messages.extend(route(&self.principal, self.scope, update, one));
+                        messages.extend(route(&self.principal, self.scope, push, one));
                     }
                 }
                 None => {
@@ -355,220 +353,5 @@ impl Refusal {
             id: Some(id),
             detail: self.detail(),
         }
-    }
-}
-
-/// The messages `update` means for the given subscriptions of `principal`: an `update` naming
-/// the subscriptions the ticket is in after the event, and a `left` naming those it was in
-/// before and is not any more. Internal notes reach only those who may read them.
-fn route<'a>(
-    principal: &Principal,
-    scope: AgentScope,
-    update: &Update,
-    subscriptions: impl Iterator<Item = (&'a String, &'a Subscription)>,
-) -> Vec<ServerMessage> {
-    if update.internal && !access::sees_internal_notes(principal) {
-        return Vec::new();
-    }
-    let mut touched = Vec::new();
-    let mut left = Vec::new();
-    for (id, subscription) in subscriptions {
-        if update.cursor <= subscription.delivered_through {
-            continue;
-        }
-        if subscription
-            .target
-            .includes(&update.after, principal, scope)
-        {
-            touched.push(id.clone());
-        } else if update
-            .before
-            .as_ref()
-            .is_some_and(|before| subscription.target.includes(before, principal, scope))
-        {
-            left.push(id.clone());
-        }
-    }
-    let mut messages = Vec::new();
-    if !touched.is_empty() {
-        messages.push(ServerMessage::Update {
-            cursor: update.cursor,
-            position: update.position,
-            event_type: update.event_type.clone(),
-            subscriptions: touched,
-            ticket: Box::new(update.after.clone()),
-        });
-    }
-    if !left.is_empty() {
-        messages.push(ServerMessage::Left {
-            cursor: update.cursor,
-            position: update.position,
-            ticket_id: update.after.id.clone(),
-            subscriptions: left,
-        });
-    }
-    messages
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use chrono::Utc;
-    use helpdesk_domain::ticket::{Channel, Priority, Requester, Status};
-
-    use super::*;
-    use crate::realtime::summary::QueueFilter;
-
-    fn principal(id: &str, role: Role, groups: &[&str]) -> Principal {
-        Principal {
-            id: id.into(),
-            role,
-            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-            customer_id: (role == Role::Customer).then(|| id.to_owned()),
-        }
-    }
-
-    fn ticket(group: Option<&str>, status: Status) -> TicketSummary {
-        TicketSummary {
-            id: "t-1".into(),
-            version: 1,
-            subject: "Printer".into(),
-            status,
-            priority: Priority::Normal,
-            channel: Channel::Web,
-            requester: Requester {
-                customer_id: "alice".into(),
-                name: None,
-                email: None,
-            },
-            assignee: None,
-            group: group.map(str::to_owned),
-            tags: Vec::new(),
-            reply_count: 0,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    fn update(before: TicketSummary, after: TicketSummary, internal: bool) -> Update {
-        Update {
-            cursor: 10,
-            position: 10,
-            event_type: "Something".into(),
-            internal,
-            before: Some(before),
-            after,
-        }
-    }
-
-    fn subscriptions(targets: &[(&str, Target)]) -> BTreeMap<String, Subscription> {
-        targets
-            .iter()
-            .map(|(id, target)| {
-                let subscription = Subscription {
-                    target: target.clone(),
-                    delivered_through: 0,
-                };
-                ((*id).to_owned(), subscription)
-            })
-            .collect()
-    }
-
-    fn kinds(messages: &[ServerMessage]) -> Vec<(&'static str, Vec<String>)> {
-        messages
-            .iter()
-            .map(|message| match message {
-                ServerMessage::Update { subscriptions, .. } => ("update", subscriptions.clone()),
-                ServerMessage::Left { subscriptions, .. } => ("left", subscriptions.clone()),
-                _ => ("other", Vec::new()),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn one_update_names_every_matching_subscription_and_a_left_names_the_ones_it_dropped_out_of() {
-        let agent = principal("agent-7", Role::Agent, &[]);
-        let open = QueueFilter {
-            statuses: vec![Status::New, Status::Open],
-            ..QueueFilter::default()
-        };
-        let subs = subscriptions(&[
-            ("all", Target::Queue(QueueFilter::default())),
-            ("open", Target::Queue(open)),
-            ("this", Target::Ticket("t-1".into())),
-            ("other", Target::Ticket("t-2".into())),
-        ]);
-        let pending = update(
-            ticket(None, Status::Open),
-            ticket(None, Status::Pending),
-            false,
-        );
-        let messages = route(&agent, AgentScope::All, &pending, subs.iter());
-        assert_eq!(
-            kinds(&messages),
-            [
-                ("update", vec!["all".to_owned(), "this".to_owned()]),
-                ("left", vec!["open".to_owned()]),
-            ]
-        );
-    }
-
-    #[test]
-    fn internal_notes_reach_staff_only_and_customers_only_their_own_tickets() {
-        let subs = subscriptions(&[("all", Target::Queue(QueueFilter::default()))]);
-        let note = update(ticket(None, Status::Open), ticket(None, Status::Open), true);
-        let alice = principal("alice", Role::Customer, &[]);
-        let bob = principal("bob", Role::Customer, &[]);
-        let auditor = principal("audit-1", Role::Auditor, &[]);
-        assert!(route(&alice, AgentScope::All, &note, subs.iter()).is_empty());
-        assert_eq!(
-            route(&auditor, AgentScope::All, &note, subs.iter()).len(),
-            1
-        );
-        let public = update(
-            ticket(None, Status::Open),
-            ticket(None, Status::Pending),
-            false,
-        );
-        assert_eq!(
-            route(&alice, AgentScope::All, &public, subs.iter()).len(),
-            1
-        );
-        assert!(route(&bob, AgentScope::All, &public, subs.iter()).is_empty());
-    }
-
-    #[test]
-    fn a_group_scoped_agent_sees_a_ticket_leave_when_it_moves_to_another_group() {
-        let agent = principal("agent-7", Role::Agent, &["billing"]);
-        let subs = subscriptions(&[("mine", Target::Ticket("t-1".into()))]);
-        let moved = update(
-            ticket(Some("billing"), Status::Open),
-            ticket(Some("legal"), Status::Open),
-            false,
-        );
-        let messages = route(&agent, AgentScope::Groups, &moved, subs.iter());
-        assert_eq!(kinds(&messages), [("left", vec!["mine".to_owned()])]);
-        assert_eq!(
-            kinds(&route(&agent, AgentScope::All, &moved, subs.iter())),
-            [("update", vec!["mine".to_owned()])]
-        );
-    }
-
-    #[test]
-    fn updates_at_or_before_a_resume_point_ahead_of_the_instance_are_not_repeated() {
-        let agent = principal("agent-7", Role::Agent, &[]);
-        let mut subs = subscriptions(&[("all", Target::Queue(QueueFilter::default()))]);
-        if let Some(subscription) = subs.get_mut("all") {
-            subscription.delivered_through = 10;
-        }
-        let seen = update(
-            ticket(None, Status::Open),
-            ticket(None, Status::Open),
-            false,
-        );
-        assert!(route(&agent, AgentScope::All, &seen, subs.iter()).is_empty());
-        let next = Update { cursor: 11, ..seen };
-        assert_eq!(route(&agent, AgentScope::All, &next, subs.iter()).len(), 1);
     }
 }

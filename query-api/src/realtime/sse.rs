@@ -1,5 +1,5 @@
 //! `GET /api/v1/realtime/sse`: the same feed as Server-Sent Events, one subscription per
-//! connection, the update's cursor as the SSE `id` (so `Last-Event-ID` resumes).
+//! connection, the message's cursor as the SSE `id` (so `Last-Event-ID` resumes).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -87,9 +87,10 @@ fn list<T: DeserializeOwned>(name: &'static str, raw: Option<&str>) -> Result<Ve
 
 /// Live ticket updates as Server-Sent Events.
 ///
-/// Events: `update` and `left` (with the feed cursor as `id`), `subscribed`, `presence`
-/// (staff following a ticket) and `resync`; `data` is the JSON `ServerMessage`. Reconnect
-/// with `Last-Event-ID` (EventSource does) or `since` to get every missed update first.
+/// Events: `update`, `left` and `sla` (staff only; each with the feed cursor as `id`),
+/// `subscribed`, `presence` (staff following a ticket) and `resync`; `data` is the JSON
+/// `ServerMessage`. Reconnect with `Last-Event-ID` (EventSource does) or `since` to get every
+/// missed message first.
 #[utoipa::path(
     get, path = "/api/v1/realtime/sse", tag = "realtime",
     security(("bearer" = [])),

@@ -1,10 +1,12 @@
-//! What a push carries: the ticket's summary after the event, and the filters that decide
-//! which subscriptions an event touches.
+//! What a push carries: the ticket's summary after a ticket event, an SLA event with the
+//! ticket it concerns, and the filters that decide which subscriptions a push touches.
 
 use chrono::{DateTime, Utc};
 use helpdesk_domain::Principal;
 use helpdesk_domain::access::{self, AgentScope, TicketFacts};
+use helpdesk_domain::sla::SlaEvent;
 use helpdesk_domain::ticket::{Channel, Priority, Requester, Status, TicketEvent, Visibility};
+use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -143,6 +145,88 @@ pub fn updates_of(events: &[StoredEvent]) -> Vec<Update> {
         }
     }
     updates
+}
+
+/// The aggregate type of ticket events on the stream.
+pub const TICKET_AGGREGATE: &str = "Ticket";
+/// The aggregate type SLA events are stored and published under, one aggregate per ticket
+/// with the ticket's id (written by the `sla` projection).
+pub const SLA_AGGREGATE: &str = "TicketSla";
+
+/// One SLA event of a ticket as the real-time feed delivers it. An SLA event does not change
+/// the ticket: `ticket` is the summary after the ticket's last event before this one in the
+/// feed, and decides which subscriptions the event reaches, as an update would.
+#[derive(Debug, Clone)]
+pub struct SlaUpdate {
+    /// The event's sequence in the events stream (0 until matched with its stream message).
+    pub cursor: u64,
+    /// The event's global position.
+    pub position: i64,
+    /// The stored event type: `SlaMetricActivated`, `SlaMetricPaused`, `SlaMetricResumed`,
+    /// `SlaMetricRetargeted`, `SlaMetricFulfilled`, `SlaBreached` or `SlaMetricWithdrawn`.
+    pub event_type: String,
+    pub event: SlaEvent,
+    pub ticket: TicketSummary,
+}
+
+impl SlaUpdate {
+    /// The SLA event `envelope` carries (a `TicketSla` event), about the ticket summarised by
+    /// `ticket`. An error when the payload is not an SLA event this version knows.
+    pub fn of(envelope: &EventEnvelope, ticket: TicketSummary) -> Result<SlaUpdate, String> {
+        if envelope.aggregate_type != SLA_AGGREGATE || envelope.aggregate_id != ticket.id {
+            return Err(format!(
+                "{} {} is not an SLA event of ticket {}",
+                envelope.aggregate_type, envelope.aggregate_id, ticket.id
+            ));
+        }
+        let event = SlaEvent::deserialize(&envelope.payload).map_err(|e| e.to_string())?;
+        Ok(SlaUpdate {
+            cursor: 0,
+            position: envelope.global_position,
+            event_type: envelope.event_type.clone(),
+            event,
+            ticket,
+        })
+    }
+}
+
+/// The ticket as it stood just before global position `position`, from its updates (oldest
+/// first): what an SLA event at `position` is routed by when the feed has not folded the
+/// ticket itself.
+pub fn summary_before(updates: &[Update], position: i64) -> Option<TicketSummary> {
+    updates
+        .iter()
+        .rev()
+        .find(|update| update.position < position)
+        .map(|update| update.after.clone())
+}
+
+/// What the feed broadcasts to sessions, one per pushed stream message, in stream order.
+#[derive(Debug, Clone)]
+pub enum Push {
+    /// A ticket event.
+    Ticket(Update),
+    /// An SLA event (staff only).
+    Sla(SlaUpdate),
+}
+
+impl Push {
+    /// Its place in the feed.
+    pub fn cursor(&self) -> u64 {
+        match self {
+            Push::Ticket(update) => update.cursor,
+            Push::Sla(sla) => sla.cursor,
+        }
+    }
+
+    /// The push placed at `cursor`.
+    pub fn at(mut self, cursor: u64) -> Push {
+        match &mut self {
+            Push::Ticket(update) => update.cursor = cursor,
+            Push::Sla(sla) => sla.cursor = cursor,
+        }
+        self
+    }
 }
 
 /// A queue: the tickets matching every given condition.

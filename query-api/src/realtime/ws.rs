@@ -38,8 +38,8 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Upgrades to a WebSocket. Send `{"type":"subscribe","id":"mine","queue":{"assignee":"me"}}`
 /// (or `"ticket":"<id>"`, and `"since":<cursor>` to resume), `{"type":"unsubscribe","id":…}`
 /// and `{"type":"presence","ticket":…,"state":"viewing"|"replying"|"idle"}`; receive
-/// `update`, `left`, `presence`, `subscribed`, `resync` and `error` messages (schemas
-/// `ClientMessage` and `ServerMessage`; docs/api-guide.md). Browsers, which cannot set headers
+/// `update`, `left`, `sla` (staff only), `presence`, `subscribed`, `resync` and `error`
+/// messages (schemas `ClientMessage` and `ServerMessage`; docs/api-guide.md). Browsers, which cannot set headers
 /// on a WebSocket, may pass the token as `access_token`.
 #[utoipa::path(
     get, path = "/api/v1/realtime", tag = "realtime",
