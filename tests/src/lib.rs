@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod load;
 pub mod realtime;
 
 /// The Postgres server scenarios create their databases on.

@@ -19,24 +19,26 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark tool, not a service
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures::{SinkExt, StreamExt};
-use helpdesk_platform::auth::{Claims, mint};
+use futures::StreamExt;
 use helpdesk_query_api::realtime::protocol::ServerMessage;
 use helpdesk_schemas::{events_stream_name, events_subject_root};
+use helpdesk_tests::load::now_ns;
+use helpdesk_tests::load::process::{Cpu, Usage, rss_mb};
+use helpdesk_tests::load::server::{
+    agent_token, cleanup, metric, release_binary, require_open_files, start_server,
+};
+use helpdesk_tests::load::stats::{max_ms, percentile};
+use helpdesk_tests::load::ws::{self, Socket, update_key};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use uuid::Uuid;
 
 /// WebSocket clients on the one instance.
@@ -55,13 +57,6 @@ const STEPS: usize = 5;
 /// How long a dropped client waits before it connects again.
 const BACKOFF: Duration = Duration::from_secs(1);
 const SECRET: &str = "realtime-bench-secret-realtime-bench-0123456789";
-
-static BASE: OnceLock<Instant> = OnceLock::new();
-
-/// Nanoseconds since the benchmark started: one clock for commands, pushes and baselines.
-fn now_ns() -> u64 {
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
 
 /// One update seen by a client (or by the JetStream baseline): ticket, version, arrival.
 #[derive(Clone, Copy)]
@@ -134,7 +129,7 @@ struct Http {
 
 #[tokio::main]
 async fn main() {
-    BASE.get_or_init(Instant::now);
+    now_ns(); // one clock for commands, pushes and baselines, from here
     let binary = preflight();
     let server_url = helpdesk_tests::postgres_server_url();
     // Named, not created: `helpdesk up` creates and migrates it with its own migrations.
@@ -143,7 +138,15 @@ async fn main() {
         .unwrap();
     let prefix = helpdesk_tests::unique_prefix();
     let data_dir = tempfile::tempdir().unwrap();
-    let (child, base) = start_server(&binary, database.expose(), &prefix, data_dir.path()).await;
+    let (child, base) = start_server(
+        &binary,
+        database.expose(),
+        &prefix,
+        data_dir.path(),
+        SECRET,
+        &[],
+    )
+    .await;
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_idle = rss_mb(pid, "VmRSS:");
@@ -221,82 +224,13 @@ fn rates() -> Vec<u32> {
 
 /// Checks what the benchmark needs before it starts anything; returns the `helpdesk` binary.
 fn preflight() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.with_file_name(format!("helpdesk{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        eprintln!(
-            "{} is missing: build it first with `cargo build --release -p helpdesk` \
-             (with the same CARGO_TARGET_DIR as this benchmark)",
-            binary.display()
-        );
-        std::process::exit(2);
-    }
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let open_files = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|soft| soft.parse::<u64>().ok())
-        .unwrap_or(u64::MAX);
-    if open_files < 4_096 {
-        eprintln!(
-            "the open-file limit is {open_files}; 1,000 WebSockets and 1,000 NATS connections \
-             need more: run `ulimit -n 8192` first (the server inherits it)"
-        );
-        std::process::exit(2);
-    }
+    let binary = release_binary();
+    require_open_files(4_096, "1,000 WebSockets and 1,000 NATS connections");
     binary
 }
 
-/// Starts `helpdesk up` (default settings) on a free port; waits until it prints its URL.
-async fn start_server(
-    binary: &Path,
-    database_url: &str,
-    prefix: &str,
-    data_dir: &Path,
-) -> (Child, String) {
-    let mut child = Command::new(binary)
-        .arg("up")
-        .env("DATABASE_URL", database_url)
-        .env("NATS_URL", helpdesk_tests::nats_url())
-        .env("HELPDESK_NATS_PREFIX", prefix)
-        .env("HELPDESK_DATA_DIR", data_dir)
-        .env("HELPDESK_JWT_SECRET", SECRET)
-        .env("HELPDESK_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(api) = line.trim().strip_prefix("API:") {
-                return api.trim().trim_end_matches("/api/v1").to_owned();
-            }
-        }
-        panic!("helpdesk up exited before printing its URL");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
-
 fn token(sub: &str) -> String {
-    let claims = Claims {
-        sub: sub.into(),
-        role: "agent".into(),
-        groups: vec![],
-        customer_id: None,
-        exp: (chrono::Utc::now().timestamp() + 3 * 3600) as u64,
-        nbf: None,
-        iat: None,
-        iss: None,
-        aud: None,
-    };
-    mint(SECRET.as_bytes(), &claims).unwrap()
+    agent_token(SECRET, sub)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,35 +263,13 @@ async fn connect_clients(base: &str, feed: Arc<Feed>) -> (Vec<Arc<Client>>, Vec<
     (clients, tasks)
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open_socket(url: &str, token: &str, urgent: bool) -> Result<Socket, String> {
-    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    let bearer = format!("Bearer {token}").parse().unwrap();
-    request.headers_mut().insert("authorization", bearer);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(|e| e.to_string())?;
     let subscribe = if urgent {
         json!({"type": "subscribe", "id": "urgent", "queue": {"priorities": ["urgent"]}})
     } else {
         json!({"type": "subscribe", "id": "q", "queue": {}})
     };
-    let text = subscribe.to_string();
-    socket
-        .send(Message::Text(text.into()))
-        .await
-        .map_err(|e| e.to_string())?;
-    while let Some(frame) = socket.next().await {
-        if let Message::Text(text) = frame.map_err(|e| e.to_string())? {
-            if text.contains(r#""type":"subscribed""#) {
-                return Ok(socket);
-            }
-            return Err(format!("unexpected answer to subscribe: {text}"));
-        }
-    }
-    Err("closed before subscribed".into())
+    ws::open_socket(url, token, &subscribe).await
 }
 
 /// Connects, subscribes, and records every update; when the server drops it, connects again
@@ -420,20 +332,6 @@ fn record(client: &Client, feed: &Feed, text: &str) {
     } else {
         feed.other.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// (ticket, version) of an `update` frame without parsing all of it: the server writes
-/// `{"type":"update",…,"ticket":{"id":"<uuid>","version":<n>,…}}` (its types' field order).
-fn update_key(text: &str) -> Option<(u128, u32)> {
-    const TICKET: &str = r#""ticket":{"id":""#;
-    if !text.starts_with(r#"{"type":"update""#) {
-        return None;
-    }
-    let at = text.find(TICKET)? + TICKET.len();
-    let id = Uuid::parse_str(text.get(at..at + 36)?).ok()?;
-    let rest = text.get(at + 36..)?.strip_prefix(r#"","version":"#)?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    Some((id.as_u128(), rest[..digits].parse().ok()?))
 }
 
 /// The JetStream baseline: the product's event stream read as the feed reads it (one ordered
@@ -816,20 +714,6 @@ fn largest_burst(arrivals: &[Arrival], window: Duration) -> usize {
     largest
 }
 
-/// p-quantile in milliseconds of nanosecond samples.
-fn percentile(samples: &mut [u64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    let (_, value, _) = samples.select_nth_unstable(rank);
-    *value as f64 / 1e6
-}
-
-fn max_ms(samples: &[u64]) -> f64 {
-    samples.iter().max().map_or(f64::NAN, |&m| m as f64 / 1e6)
-}
-
 /// How long serializing one update frame takes (the server does it per client and update).
 fn serialization_us(feed: &Feed) -> f64 {
     let Some(sample) = feed.sample.lock().unwrap().clone() else {
@@ -971,119 +855,7 @@ async fn read_fanout(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Process figures
-
-/// A line of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`) in megabytes.
-fn rss_mb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// CPU seconds (user + system) of a process, from `/proc/<pid>/stat` (100 ticks a second).
-fn cpu_seconds(pid: &str) -> f64 {
-    let (user, system) = cpu_split(pid);
-    user + system
-}
-
-/// User and system CPU seconds of a process.
-fn cpu_split(pid: &str) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    let field = |i: usize| fields.get(i).copied().unwrap_or(0.0) / 100.0;
-    (field(11), field(12))
-}
-
-/// CPU seconds of every process named `name` (Postgres backends, nats-server).
-fn cpu_of_all(name: &str) -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == name)
-        })
-        .map(|pid| cpu_seconds(&pid))
-        .sum()
-}
-
-/// CPU seconds so far, per party, and the host's busy and total ticks.
-struct Usage {
-    at: Instant,
-    server: (f64, f64),
-    bench: f64,
-    postgres: f64,
-    nats: f64,
-    host_busy: f64,
-    host_total: f64,
-}
-
-/// Cores used over an interval, and the host's busy share.
-struct Cpu {
-    server: f64,
-    server_system: f64,
-    bench: f64,
-    postgres: f64,
-    nats: f64,
-    host: f64,
-}
-
-impl Cpu {
-    /// Cores used by everything else on the host (other sessions' builds, the kernel's own).
-    fn others(&self, cores: f64) -> f64 {
-        (self.host * cores - self.server - self.bench - self.postgres - self.nats).max(0.0)
-    }
-}
-
-impl Usage {
-    fn now(server: Option<u32>) -> Usage {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let ticks: Vec<f64> = stat
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .skip(1)
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        let idle = ticks.get(3).unwrap_or(&0.0) + ticks.get(4).unwrap_or(&0.0);
-        let total: f64 = ticks.iter().take(8).sum();
-        Usage {
-            at: Instant::now(),
-            server: server.map_or((0.0, 0.0), |pid| cpu_split(&pid.to_string())),
-            bench: cpu_seconds("self"),
-            postgres: cpu_of_all("postgres"),
-            nats: cpu_of_all("nats-server"),
-            host_busy: total - idle,
-            host_total: total,
-        }
-    }
-
-    fn since(&self, before: &Usage) -> Cpu {
-        let seconds = self.at.duration_since(before.at).as_secs_f64();
-        Cpu {
-            server: (self.server.0 + self.server.1 - before.server.0 - before.server.1) / seconds,
-            server_system: (self.server.1 - before.server.1) / seconds,
-            bench: (self.bench - before.bench) / seconds,
-            postgres: (self.postgres - before.postgres) / seconds,
-            nats: (self.nats - before.nats) / seconds,
-            host: (self.host_busy - before.host_busy)
-                / (self.host_total - before.host_total).max(1.0),
-        }
-    }
-}
+// TCP buffers
 
 /// Bytes waiting in TCP buffers of the WebSocket connections at their worst: unread in the
 /// clients' receive buffers, and unsent in the server's send buffers.
@@ -1124,20 +896,6 @@ async fn sample_queues(port: u16, running: Arc<AtomicBool>) -> Queues {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     worst
-}
-
-async fn metric(base: &str, name: &str) -> String {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .unwrap_or("?")
-        .trim()
-        .to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1266,23 +1024,5 @@ fn print_cpu_table(phases: &[Phase], fanouts: &[(Stats, Cpu)]) {
             cpu.host * 100.0,
             fanout.missing,
         );
-    }
-}
-
-async fn cleanup(nats: &async_nats::Client, prefix: &str, server_url: &str, database_url: &str) {
-    let js = async_nats::jetstream::new(nats.clone());
-    for suffix in ["EVENTS", "DLQ"] {
-        let _ = js
-            .delete_stream(format!("{}_{suffix}", prefix.to_uppercase()))
-            .await;
-    }
-    let name = database_url.rsplit('/').next().unwrap_or_default();
-    let server = helpdesk_platform::Secret::new(server_url.to_owned());
-    if let Ok(pool) = helpdesk_platform::db::connect(&server, 1).await {
-        let drop = format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            helpdesk_platform::db::quote_identifier(name)
-        );
-        let _ = sqlx::query(&drop).execute(&pool).await;
     }
 }

@@ -1,0 +1,237 @@
+//! What one load run reports, as JSON (for `bench/perf.sh` and later comparison) and as
+//! Markdown tables (for a person).
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use super::probe::ProbeReport;
+use super::process::{Cpu, RssSeries};
+use super::record::CommandsReport;
+use super::stats::Latency;
+use super::ws::PushReport;
+
+/// Everything one run of `helpdesk-load` measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// A name for the run (`closed-16`, `open-2000`).
+    pub label: String,
+    /// The command line that ran it.
+    pub command: String,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// `open` or `closed`.
+    pub mode: String,
+    /// Target commands a second (open loop).
+    pub rate: Option<f64>,
+    /// Workers (closed loop).
+    pub concurrency: Option<usize>,
+    pub duration_s: f64,
+    /// Whether it drove a product that was already running (else it started its own).
+    pub attached: bool,
+    pub commands: CommandsReport,
+    pub pushes: Option<PushReport>,
+    pub searchable: Option<ProbeReport>,
+    /// Resident memory of the server, the broker and the load generator over the run.
+    pub rss: Vec<RssSeries>,
+    /// Cores used during the run, per party.
+    pub cpu: Cpu,
+    pub cores: usize,
+}
+
+/// `x.y` with one decimal, `–` for a figure that was not measured.
+pub fn ms(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.1}")
+    } else {
+        "–".into()
+    }
+}
+
+/// p50 / p90 / p99 / max in ms.
+pub fn percentiles(latency: &Latency) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        ms(latency.p50_ms),
+        ms(latency.p90_ms),
+        ms(latency.p99_ms),
+        ms(latency.max_ms)
+    )
+}
+
+impl RunReport {
+    /// How the load was shaped, in words.
+    pub fn shape(&self) -> String {
+        let mut shape = match (self.mode.as_str(), self.rate, self.concurrency) {
+            ("open", Some(rate), _) => format!("open loop, {rate:.0} commands/s"),
+            (_, _, Some(concurrency)) => format!("closed loop, {concurrency} workers"),
+            _ => self.mode.clone(),
+        };
+        write!(shape, ", {:.0} s", self.duration_s).ok();
+        if let Some(pushes) = &self.pushes {
+            write!(shape, ", {} WebSocket clients", pushes.clients).ok();
+        }
+        if let Some(probe) = &self.searchable {
+            write!(
+                shape,
+                ", search probe on {:.0} % of opens",
+                probe.fraction * 100.0
+            )
+            .ok();
+        }
+        shape
+    }
+
+    /// The run as Markdown: a summary line and tables.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let c = &self.commands;
+        writeln!(
+            out,
+            "**{}** ({}), started {}",
+            self.label,
+            self.shape(),
+            self.started_at
+        )
+        .ok();
+        writeln!(out).ok();
+        write!(
+            out,
+            "Answered 2xx: {} commands, {:.0}/s; failed: {}",
+            c.ok, c.achieved_per_s, c.failed
+        )
+        .ok();
+        if self.mode == "open" {
+            write!(
+                out,
+                "; late follow-ups: {}; sent behind schedule p50 / p99 / max: {} / {} / {} ms",
+                c.late_follow_ups,
+                ms(c.send_delay.p50_ms),
+                ms(c.send_delay.p99_ms),
+                ms(c.send_delay.max_ms)
+            )
+            .ok();
+        }
+        writeln!(out, ".").ok();
+        writeln!(out).ok();
+        out.push_str(&self.commands_table());
+        if !c.failures.is_empty() {
+            writeln!(out).ok();
+            writeln!(out, "| failed command | count |").ok();
+            writeln!(out, "|---|---|").ok();
+            for (what, n) in &c.failures {
+                writeln!(out, "| {what} | {n} |").ok();
+            }
+        }
+        writeln!(out).ok();
+        out.push_str(&self.observations_table());
+        writeln!(out).ok();
+        out.push_str(&self.resources_table());
+        out
+    }
+
+    fn commands_table(&self) -> String {
+        let mut out = String::new();
+        writeln!(
+            out,
+            "| command | answered 2xx | failed | latency from intended send p50 / p90 / p99 / max (ms) | service time p50 / p99 (ms) |"
+        )
+        .ok();
+        writeln!(out, "|---|---|---|---|---|").ok();
+        for kind in &self.commands.kinds {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} / {} |",
+                kind.kind,
+                kind.ok,
+                kind.failed,
+                percentiles(&kind.latency),
+                ms(kind.service.p50_ms),
+                ms(kind.service.p99_ms),
+            )
+            .ok();
+        }
+        out
+    }
+
+    fn observations_table(&self) -> String {
+        let mut out = String::new();
+        if self.pushes.is_none() && self.searchable.is_none() {
+            return out;
+        }
+        writeln!(
+            out,
+            "| end to end | samples | p50 / p90 / p99 / max (ms) | notes |"
+        )
+        .ok();
+        writeln!(out, "|---|---|---|---|").ok();
+        if let Some(p) = &self.pushes {
+            writeln!(
+                out,
+                "| command response → WebSocket push ({} clients) | {} | {} | {} before the response, {} missing, {} unmatched, {} resyncs, {} drops |",
+                p.clients,
+                p.latency.count,
+                percentiles(&p.latency),
+                p.before_response,
+                p.missing,
+                p.unmatched,
+                p.resyncs,
+                p.drops
+            )
+            .ok();
+        }
+        if let Some(s) = &self.searchable {
+            writeln!(
+                out,
+                "| command response → found by search ({} probes) | {} | {} | {} not found in 30 s, {} empty answers, {} failed searches |",
+                s.probes,
+                s.latency.count,
+                percentiles(&s.latency),
+                s.not_found,
+                s.empty_answers,
+                s.failed_searches
+            )
+            .ok();
+        }
+        out
+    }
+
+    fn resources_table(&self) -> String {
+        let mut out = String::new();
+        writeln!(
+            out,
+            "| process | RSS first window (MB) | RSS last window (MB) | last / first | peak (MB) | window (s) |"
+        )
+        .ok();
+        writeln!(out, "|---|---|---|---|---|---|").ok();
+        for series in &self.rss {
+            writeln!(
+                out,
+                "| {} | {} | {} | {:.2} | {} | {:.0} |",
+                series.process,
+                ms(series.first_window_mb),
+                ms(series.last_window_mb),
+                series.growth(),
+                ms(series.peak_mb),
+                series.window_s
+            )
+            .ok();
+        }
+        let cpu = &self.cpu;
+        writeln!(out).ok();
+        writeln!(
+            out,
+            "CPU cores used: server {:.2} (kernel {:.2}), load generator {:.2}, Postgres {:.2}, nats-server {:.2}, others {:.2}; host busy {:.0} % of {} cores.",
+            cpu.server,
+            cpu.server_system,
+            cpu.bench,
+            cpu.postgres,
+            cpu.nats,
+            cpu.others(self.cores as f64),
+            cpu.host * 100.0,
+            self.cores
+        )
+        .ok();
+        out
+    }
+}

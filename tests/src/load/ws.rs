@@ -1,0 +1,333 @@
+//! WebSocket clients of the real-time feed for benchmarks: connecting and subscribing, reading
+//! an `update` frame's (ticket, version) without parsing all of it, and [`PushWatch`], which
+//! keeps many subscribed clients and measures, for every (client, update) pair, the time from
+//! the command's HTTP response to the push, in constant memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use uuid::Uuid;
+
+use super::now_ns;
+use super::stats::{Histogram, Latency};
+
+/// A client's WebSocket.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `url` (`ws://…/api/v1/realtime`) with a bearer token, sends `subscription` (a
+/// `subscribe` message) and waits for its acknowledgement.
+pub async fn open_socket(url: &str, token: &str, subscription: &Value) -> Result<Socket, String> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "a token is a valid header value".to_owned())?;
+    request.headers_mut().insert("authorization", bearer);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = subscription.to_string();
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(frame) = socket.next().await {
+        if let Message::Text(text) = frame.map_err(|e| e.to_string())? {
+            if text.contains(r#""type":"subscribed""#) {
+                return Ok(socket);
+            }
+            return Err(format!("unexpected answer to subscribe: {text}"));
+        }
+    }
+    Err("closed before subscribed".into())
+}
+
+/// (ticket, version) of an `update` frame without parsing all of it: the server writes
+/// `{"type":"update",…,"ticket":{"id":"<uuid>","version":<n>,…}}` (its types' field order).
+pub fn update_key(text: &str) -> Option<(u128, u32)> {
+    const TICKET: &str = r#""ticket":{"id":""#;
+    if !text.starts_with(r#"{"type":"update""#) {
+        return None;
+    }
+    let at = text.find(TICKET)? + TICKET.len();
+    let id = Uuid::parse_str(text.get(at..at + 36)?).ok()?;
+    let rest = text.get(at + 36..)?.strip_prefix(r#"","version":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    Some((id.as_u128(), rest[..digits].parse().ok()?))
+}
+
+/// How long a dropped client waits before it connects again.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// An update nobody answered for (or that some client never got) is given up after this.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// One (ticket, version) whose pushes are awaited.
+enum Pending {
+    /// The command answered at `at` (its pushes' latency is recorded when `measured`);
+    /// `waiting` clients have not had the push yet.
+    Answered {
+        at: u64,
+        measured: bool,
+        waiting: usize,
+    },
+    /// `count` pushes beat the command's response (first at `at`).
+    Arrived { at: u64, count: usize },
+}
+
+#[derive(Default)]
+struct Book {
+    pending: HashMap<(u128, u32), Pending>,
+    latencies: Histogram,
+    early: u64,
+    missing: u64,
+    unmatched: u64,
+}
+
+struct Shared {
+    clients: usize,
+    book: Mutex<Book>,
+    subscribed: AtomicUsize,
+    drops: AtomicU64,
+    resyncs: AtomicU64,
+    pushes: AtomicU64,
+}
+
+/// `clients` WebSocket clients, each subscribed to every ticket (`{"queue":{}}`) with its own
+/// agent token, and the response → push latency of every (client, update) pair.
+pub struct PushWatch {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the clients saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushReport {
+    pub clients: usize,
+    /// Command response → push, over every (client, update) pair; a push that beat the
+    /// response counts as 0.
+    pub latency: Latency,
+    /// Pushes that arrived before the command's response.
+    pub before_response: u64,
+    /// (client, update) pairs never delivered (within 60 s, or by the end of the run).
+    pub missing: u64,
+    /// Updates of tickets this run did not answer for (another client's, or a failed
+    /// command's).
+    pub unmatched: u64,
+    /// `resync` messages and connections the server closed.
+    pub resyncs: u64,
+    pub drops: u64,
+}
+
+impl PushWatch {
+    /// Connects `clients` clients to the product at `base` (50 connecting at a time), tokens
+    /// signed with `secret`; waits (up to two minutes) until all are subscribed.
+    pub async fn connect(base: &str, secret: &str, clients: usize) -> PushWatch {
+        let url = format!("{}/api/v1/realtime", base.replacen("http", "ws", 1));
+        let shared = Arc::new(Shared {
+            clients,
+            book: Mutex::default(),
+            subscribed: AtomicUsize::new(0),
+            drops: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+        });
+        let gate = Arc::new(tokio::sync::Semaphore::new(50));
+        let mut tasks = Vec::new();
+        for i in 0..clients {
+            let token = super::server::agent_token(secret, &format!("agent-ws-{i}"));
+            let (url, shared, gate) = (url.clone(), shared.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = gate.acquire_owned().await.ok();
+                run_client(url, token, shared, permit).await;
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while shared.subscribed.load(Ordering::Relaxed) < clients {
+            assert!(Instant::now() < deadline, "clients did not all subscribe");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reaper = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                forget_old(
+                    &reaper,
+                    now_ns().saturating_sub(FORGET_AFTER.as_nanos() as u64),
+                );
+            }
+        }));
+        PushWatch { shared, tasks }
+    }
+
+    /// Notes that the command that made `(ticket, version)` answered at `at` (`now_ns`).
+    pub fn answered(&self, ticket: u128, version: u32, at: u64) {
+        self.expect(ticket, version, at, true);
+    }
+
+    /// Notes a command whose pushes are expected but not measured (tickets opened to prepare
+    /// a run).
+    pub fn unmeasured(&self, ticket: u128, version: u32) {
+        self.expect(ticket, version, now_ns(), false);
+    }
+
+    fn expect(&self, ticket: u128, version: u32, at: u64, measured: bool) {
+        let clients = self.shared.clients;
+        let mut book = self.shared.book.lock().unwrap_or_else(|e| e.into_inner());
+        let already = match book.pending.remove(&(ticket, version)) {
+            Some(Pending::Arrived { count, .. }) => count,
+            Some(answered @ Pending::Answered { .. }) => {
+                book.pending.insert((ticket, version), answered);
+                return;
+            }
+            None => 0,
+        };
+        if measured {
+            book.latencies.record_n(0, already as u64);
+            book.early += already as u64;
+        }
+        if already < clients {
+            let waiting = clients - already;
+            let pending = Pending::Answered {
+                at,
+                measured,
+                waiting,
+            };
+            book.pending.insert((ticket, version), pending);
+        }
+    }
+
+    /// Waits until no push is awaited, or nothing arrived for `quiet`.
+    pub async fn drain(&self, quiet: Duration) {
+        let mut last = self.shared.pushes.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
+        loop {
+            let awaited = {
+                let book = self.shared.book.lock().unwrap_or_else(|e| e.into_inner());
+                book.pending
+                    .values()
+                    .any(|p| matches!(p, Pending::Answered { .. }))
+            };
+            if !awaited || quiet_since.elapsed() > quiet {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.shared.pushes.load(Ordering::Relaxed);
+            if now != last {
+                (last, quiet_since) = (now, Instant::now());
+            }
+        }
+    }
+
+    /// Disconnects every client; counts what is still awaited as missing.
+    pub fn finish(self) -> PushReport {
+        for task in &self.tasks {
+            task.abort();
+        }
+        forget_old(&self.shared, u64::MAX);
+        let book = self.shared.book.lock().unwrap_or_else(|e| e.into_inner());
+        PushReport {
+            clients: self.shared.clients,
+            latency: book.latencies.summary(),
+            before_response: book.early,
+            missing: book.missing,
+            unmatched: book.unmatched,
+            resyncs: self.shared.resyncs.load(Ordering::Relaxed),
+            drops: self.shared.drops.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Gives up on updates first seen before `before`: awaited pushes count as missing, pushes
+/// without a response as unmatched. Keeps memory flat in long runs.
+fn forget_old(shared: &Shared, before: u64) {
+    let mut book = shared.book.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut missing, mut unmatched) = (0, 0);
+    book.pending.retain(|_, pending| match *pending {
+        Pending::Answered { at, waiting, .. } if at < before => {
+            missing += waiting as u64;
+            false
+        }
+        Pending::Arrived { at, count } if at < before => {
+            unmatched += count as u64;
+            false
+        }
+        _ => true,
+    });
+    book.missing += missing;
+    book.unmatched += unmatched;
+}
+
+fn arrived(shared: &Shared, key: (u128, u32), at: u64) {
+    shared.pushes.fetch_add(1, Ordering::Relaxed);
+    let mut book = shared.book.lock().unwrap_or_else(|e| e.into_inner());
+    let book = &mut *book;
+    match book.pending.get_mut(&key) {
+        Some(Pending::Answered {
+            at: answered,
+            measured,
+            waiting,
+        }) => {
+            if *measured {
+                book.latencies.record(at.saturating_sub(*answered));
+            }
+            *waiting -= 1;
+            if *waiting == 0 {
+                book.pending.remove(&key);
+            }
+        }
+        Some(Pending::Arrived { count, .. }) => *count += 1,
+        None => {
+            book.pending.insert(key, Pending::Arrived { at, count: 1 });
+        }
+    }
+}
+
+/// Connects, subscribes, and records every update; when the server drops it, connects again
+/// after [`BACKOFF`] (as a screen does after `resync`).
+async fn run_client(
+    url: String,
+    token: String,
+    shared: Arc<Shared>,
+    mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let subscription = json!({"type": "subscribe", "id": "q", "queue": {}});
+    let mut failures = 0;
+    loop {
+        let mut socket = match open_socket(&url, &token, &subscription).await {
+            Ok(socket) => socket,
+            Err(error) => {
+                failures += 1;
+                assert!(failures < 100, "cannot connect a client: {error}");
+                tokio::time::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        if permit.take().is_some() {
+            shared.subscribed.fetch_add(1, Ordering::Relaxed);
+        }
+        while let Some(frame) = socket.next().await {
+            match frame {
+                Ok(Message::Text(text)) => {
+                    let at = now_ns();
+                    if let Some(key) = update_key(text.as_str()) {
+                        arrived(&shared, key, at);
+                    } else if text.contains(r#""type":"resync""#) {
+                        shared.resyncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        shared.drops.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(BACKOFF).await;
+    }
+}
