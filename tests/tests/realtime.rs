@@ -730,3 +730,99 @@ async fn sla_events_reach_staff_in_feed_order_live_and_on_resume_but_never_a_cus
     }
     product.stop().await;
 }
+
+/// The ids of the tickets `caller` finds with `query`.
+async fn found(caller: &Caller, query: &str) -> Vec<String> {
+    let page: Value = caller
+        .client
+        .get(format!("{}/api/v1/tickets/search", caller.base))
+        .bearer_auth(&caller.token)
+        .query(&[("q", query)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{query}: {page}"))
+        .iter()
+        .map(|hit| hit["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Searches until `query` finds `ticket` (or, with `present` false, no longer does), within
+/// `PATIENCE`: the index follows the stream a moment after the push.
+async fn until_found(caller: &Caller, query: &str, ticket: &str, present: bool) {
+    let deadline = tokio::time::Instant::now() + helpdesk_tests::realtime::PATIENCE;
+    while found(caller, query).await.iter().any(|id| id == ticket) != present {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{query} should {}find {ticket}",
+            if present { "" } else { "no longer " }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_missed_first_reply_is_pushed_to_staff_and_searchable_seconds_after_its_due_time() {
+    // Given a one-minute first reply target around the clock (the smallest a policy allows;
+    // the test waits that minute on the real clock), and an agent following every ticket
+    let (product, _) = product().await;
+    let manager = Caller::new(&product, "manager", "manager-1").await;
+    let policy = json!({"name": "Fast", "position": 1,
+                        "targets": {"normal": {"first_reply": 1}},
+                        "calendar": {"kind": "always"}});
+    manager.send(Method::POST, "/sla-policies", policy).await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let mut staff = WsClient::connect(&product.url, &agent.token).await;
+    staff.subscribe(json!({"id": "all", "queue": {}})).await;
+
+    // When a ticket is opened and nobody answers it
+    let ticket = agent.open("alice", "Nobody answers").await;
+    let activated = staff
+        .read_until(|m| m["event_type"] == "SlaMetricActivated")
+        .await;
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(activated.last().unwrap()["sla"]["due_at"].clone()).unwrap();
+    until_found(&agent, "sla:active", &ticket, true).await;
+
+    // Then the breach is pushed to the agent a few seconds after the due time at most
+    let breach = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        loop {
+            let message = staff.receive().await.expect("the connection stays open");
+            if message["event_type"] == "SlaBreached" {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("a breach within two minutes");
+    let late = chrono::Utc::now() - due;
+    assert_eq!(breach["type"], "sla");
+    assert_eq!(breach["ticket_id"], ticket.as_str());
+    assert_eq!(breach["sla"]["metric"], "first_reply");
+    let at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(breach["sla"]["at"].clone()).unwrap();
+    assert_eq!(at, due, "the breach is dated at the due time");
+    // The watcher records it within 5 s (asserted exactly in `projections/tests/sla.rs`);
+    // relay and feed add milliseconds on a quiet machine, a little more on a loaded one.
+    assert!(
+        late < chrono::TimeDelta::seconds(8),
+        "pushed {late} after it was due"
+    );
+
+    // And search finds it as breached (and no longer as active)
+    until_found(&agent, "sla:breached", &ticket, true).await;
+    assert!(!found(&agent, "sla:active").await.contains(&ticket));
+
+    // When the agent answers at last, it is no longer breached
+    agent.reply(&ticket, "Sorry for the wait.", "public").await;
+    staff
+        .read_until(|m| m["event_type"] == "SlaMetricFulfilled")
+        .await;
+    until_found(&agent, "sla:breached", &ticket, false).await;
+    assert!(found(&agent, "-sla:breached").await.contains(&ticket));
+}
