@@ -107,7 +107,7 @@ impl ApiError {
             ApiError::PreconditionFailed { .. } => (
                 S::PRECONDITION_FAILED,
                 "precondition-failed",
-                "Ticket has changed",
+                "Resource has changed",
             ),
             ApiError::PayloadTooLarge { .. } => (
                 S::PAYLOAD_TOO_LARGE,
