@@ -82,30 +82,12 @@ impl Product {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command
+        command
             .arg("up")
             .env("HELPDESK_JWT_SECRET", &secret)
             .env("DATABASE_URL", database_url)
-            .env("HELPDESK_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start helpdesk up");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(api) = line.trim().strip_prefix("API:") {
-                    return api.trim().trim_end_matches("/api/v1").to_owned();
-                }
-            }
-            panic!("helpdesk up exited before printing its URL");
-        })
-        .await
-        .expect("helpdesk up printed its URL within 60 s");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            .env("HELPDESK_ADDR", "127.0.0.1:0");
+        let (child, url) = spawn_up(&mut command).await;
         Product {
             url,
             secret,
@@ -406,4 +388,30 @@ pub async fn wait_for_stream(nats: &str, prefix: &str, count: u64) -> Vec<String
     }
     let _ = js.delete_stream(&name).await;
     ids
+}
+
+/// Spawns a prepared `helpdesk up` command (killed when dropped) and waits, up to 60 s, for
+/// the API address it prints; its standard output is drained from then on.
+pub async fn spawn_up(command: &mut Command) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start helpdesk up");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(api) = line.trim().strip_prefix("API:") {
+                return api.trim().trim_end_matches("/api/v1").to_owned();
+            }
+        }
+        panic!("helpdesk up exited before printing its URL");
+    })
+    .await
+    .expect("helpdesk up printed its URL within 60 s");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
 }

@@ -4,11 +4,8 @@
 //! `target/<profile>/` one level above the test executables; a benchmark binary sits beside it.)
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use helpdesk_platform::auth::{Claims, mint};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The release `helpdesk` binary next to the running benchmark; exits with a message when it
@@ -75,27 +72,7 @@ pub async fn start_server(
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start helpdesk up");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(api) = line.trim().strip_prefix("API:") {
-                return api.trim().trim_end_matches("/api/v1").to_owned();
-            }
-        }
-        panic!("helpdesk up exited before printing its URL");
-    })
-    .await
-    .expect("helpdesk up printed its URL within 60 s");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    crate::spawn_up(&mut command).await
 }
 
 /// A token with role `role` for user `sub`, signed with `secret`, valid for three hours.
