@@ -41,6 +41,7 @@ mod calendar;
 mod clock;
 pub mod engine;
 mod errors;
+pub mod histogram;
 mod metric;
 mod periods;
 pub mod policy;

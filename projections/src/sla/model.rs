@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use helpdesk_domain::sla::{SlaEvent, SlaMetric};
+use helpdesk_domain::sla::{SlaEvent, SlaMetric, histogram};
 use helpdesk_domain::ticket::{TicketEvent, TicketOpened};
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +125,9 @@ pub struct CountKey {
     /// The dimension's value; `""` for no group or no assignee.
     pub key: String,
     pub outcome: Outcome,
-    /// Whole business minutes measured, `-1` while a breached activation is not fulfilled.
+    /// The histogram bucket of the business minutes measured, named by its lowest minute
+    /// ([`histogram::bucket_of`]: the minutes themselves below two hours, then buckets about
+    /// 3 % wide); `-1` while a breached activation is not fulfilled.
     pub business_minutes: i64,
 }
 
@@ -319,7 +321,7 @@ fn update(row: &mut MetricRow, dims: &Dims, event: &SlaEvent, tally: &mut Tally)
         } => {
             row.fulfilled_at = Some(*at);
             row.business_minutes = Some(*business_minutes);
-            let minutes = i64::try_from(*business_minutes).unwrap_or(i64::MAX);
+            let minutes = bucket(*business_minutes);
             match (row.outcome, row.breached_at) {
                 (None, _) => {
                     row.outcome = Some(Outcome::Achieved);
@@ -349,6 +351,14 @@ fn update(row: &mut MetricRow, dims: &Dims, event: &SlaEvent, tally: &mut Tally)
             }
         }
     }
+}
+
+/// The count row a fulfilment of `minutes` business minutes goes to: its histogram bucket.
+/// (`sla_metric` keeps the exact minutes; only the report counts are bucketed.)
+fn bucket(minutes: u64) -> i64 {
+    let clamped = minutes.min(i64::MAX as u64);
+    // A bucket is never above the minutes it holds, so it fits an i64 too.
+    i64::try_from(histogram::bucket_of(clamped)).unwrap_or(i64::MAX)
 }
 
 /// The snake_case wire name of an enum value (`"normal"`, `"email"`).
@@ -451,6 +461,36 @@ mod tests {
             "the -1 bucket nets to zero"
         );
         assert_eq!(rows.all().next().unwrap().dims.priority, "normal");
+    }
+
+    #[test]
+    fn a_long_fulfilment_is_counted_in_its_histogram_bucket_and_kept_exact_on_its_row() {
+        let mut rows = TicketRows::loaded("t1", vec![]);
+        let mut tally = Tally::default();
+        let breached = SlaEvent::Breached {
+            metric: SlaMetric::FirstReply,
+            activation: 1,
+            at: at(30),
+        };
+        let fulfilled = SlaEvent::Fulfilled {
+            metric: SlaMetric::FirstReply,
+            activation: 1,
+            at: at(1_237),
+            business_minutes: 1_237,
+        };
+        rows.record(
+            &dims("normal"),
+            &[activated(), breached, fulfilled],
+            &mut tally,
+        );
+
+        let bucket = histogram::bucket_of(1_237);
+        assert!(bucket < 1_237 && histogram::bounds(bucket).contains(&1_237));
+        assert_eq!(
+            day_counts(&tally),
+            vec![("normal".into(), Outcome::Breached, bucket as i64, 1)]
+        );
+        assert_eq!(rows.all().next().unwrap().business_minutes, Some(1_237));
     }
 
     #[test]
