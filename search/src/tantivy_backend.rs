@@ -51,7 +51,13 @@ const PUBLIC_TEXT_FIELDS: [&str; 5] = [
     "requester_email_text",
 ];
 /// Memory the writer may buffer before flushing a segment.
-const WRITER_MEMORY: usize = 100_000_000;
+const WRITER_MEMORY: usize = 50_000_000;
+/// Indexing threads of the writer. Each commit flushes one segment per thread that received
+/// documents, and each thread starts its next segment by allocating and zeroing a 4 MB term
+/// table; the projection commits several times a second, so under load a second thread
+/// doubled that work and the merges behind it (about a fifth of the server's CPU in the load
+/// benchmark) while one thread indexes ticket documents far faster than they arrive.
+const WRITER_THREADS: usize = 1;
 /// The file naming the serving generation.
 const CURRENT: &str = "CURRENT";
 
@@ -131,7 +137,7 @@ impl Generation {
         let directory = tantivy::directory::MmapDirectory::open(&path).map_err(unavailable)?;
         let index = Index::open_or_create(directory, schema()).map_err(unavailable)?;
         let writer = index
-            .writer_with_num_threads(2, WRITER_MEMORY)
+            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY)
             .map_err(unavailable)?;
         let reader = index
             .reader_builder()
