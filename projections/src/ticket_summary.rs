@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use helpdesk_domain::ticket::{TicketEvent, TicketOpened};
 use helpdesk_schemas::EventEnvelope;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 
 use crate::{Applied, Projection, ProjectionError};
 
@@ -46,13 +46,11 @@ impl Projection for TicketSummary {
         let event = envelope
             .ticket_event()
             .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
-        let mut tx = self.pool.begin().await?;
-        let applied = match event {
-            TicketEvent::TicketOpened(opened) => insert(&mut tx, envelope, opened).await?,
-            other => update(&mut tx, envelope, other).await?,
-        };
-        tx.commit().await?;
-        Ok(applied)
+        // Each event is one statement, so it needs no transaction of its own.
+        match event {
+            TicketEvent::TicketOpened(opened) => insert(&self.pool, envelope, opened).await,
+            other => update(&self.pool, envelope, other).await,
+        }
     }
 
     async fn reset(&self) -> Result<(), ProjectionError> {
@@ -65,7 +63,7 @@ impl Projection for TicketSummary {
 }
 
 async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
+    pool: &PgPool,
     envelope: &EventEnvelope,
     opened: TicketOpened,
 ) -> Result<Applied, ProjectionError> {
@@ -91,7 +89,7 @@ async fn insert(
     .bind(envelope.recorded_at)
     .bind(envelope.sequence)
     .bind(envelope.global_position)
-    .execute(&mut **tx)
+    .execute(pool)
     .await?;
     Ok(if inserted.rows_affected() == 1 {
         Applied::Applied
@@ -100,31 +98,18 @@ async fn insert(
     })
 }
 
+/// Applies a change in one statement that also checks the sequence: it updates the row only
+/// when `envelope` is the ticket's next event. Otherwise the row's sequence, read afterwards,
+/// tells a redelivery (nothing to do) from a gap.
 async fn update(
-    tx: &mut Transaction<'_, Postgres>,
+    pool: &PgPool,
     envelope: &EventEnvelope,
     event: TicketEvent,
 ) -> Result<Applied, ProjectionError> {
-    let last: Option<i64> = sqlx::query_scalar(
-        "SELECT last_sequence FROM ticket_summary WHERE ticket_id = $1 FOR UPDATE",
-    )
-    .bind(&envelope.aggregate_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let last = last.unwrap_or(0);
-    if envelope.sequence <= last {
-        return Ok(Applied::Duplicate);
-    }
-    if envelope.sequence != last + 1 {
-        return Err(ProjectionError::Gap {
-            expected: last + 1,
-            got: envelope.sequence,
-        });
-    }
     let (column_sql, value) = change_of(event);
     let statement = format!(
         "UPDATE ticket_summary SET {column_sql}, updated_at = $2, last_sequence = $3, \
-         last_position = $4 WHERE ticket_id = $1"
+         last_position = $4 WHERE ticket_id = $1 AND last_sequence = $3 - 1"
     );
     let query = sqlx::query(&statement)
         .bind(&envelope.aggregate_id)
@@ -137,8 +122,22 @@ async fn update(
         Change::Tags(added, removed) => query.bind(added).bind(removed),
         Change::None => query,
     };
-    query.execute(&mut **tx).await?;
-    Ok(Applied::Applied)
+    if query.execute(pool).await?.rows_affected() == 1 {
+        return Ok(Applied::Applied);
+    }
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT last_sequence FROM ticket_summary WHERE ticket_id = $1")
+            .bind(&envelope.aggregate_id)
+            .fetch_optional(pool)
+            .await?;
+    let last = last.unwrap_or(0);
+    if envelope.sequence <= last {
+        return Ok(Applied::Duplicate);
+    }
+    Err(ProjectionError::Gap {
+        expected: last + 1,
+        got: envelope.sequence,
+    })
 }
 
 /// The values an update binds after the four common ones.

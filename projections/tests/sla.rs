@@ -24,9 +24,9 @@ use helpdesk_domain::ticket::{
     Visibility,
 };
 use helpdesk_domain::{Actor, Role};
-use helpdesk_projections::Projection;
 use helpdesk_projections::runtime::{self, RuntimeSettings};
 use helpdesk_projections::sla::{self, BreachWatcher, SlaProjection};
+use helpdesk_projections::{Applied, Projection};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::Harness;
@@ -492,6 +492,90 @@ async fn duplicated_and_reordered_ticket_events_decide_each_sla_event_once() {
             .await
             .unwrap();
     assert_eq!(achieved, 10);
+}
+
+#[tokio::test]
+async fn a_lane_batch_is_applied_together_and_a_redelivery_inside_one_falls_back_to_single_events()
+{
+    // Given three tickets opened, answered and solved under a policy, their ticket events read
+    // back from the store in commit order
+    let harness = Harness::start().await;
+    create_policy(
+        &harness.pool,
+        "standard",
+        json!({"name": "Standard", "position": 1,
+               "targets": {"normal": {"first_reply": 60, "resolution": 600}},
+               "calendar": {"kind": "always"}}),
+    )
+    .await;
+    for _ in 0..3 {
+        let id = uuid::Uuid::now_v7().to_string();
+        harness.command(&id, open(&id, Priority::Normal)).await;
+        harness.command(&id, agent_reply()).await;
+        harness.command(&id, status(Status::Solved)).await;
+    }
+    let envelopes: Vec<_> = helpdesk_platform::event_log::next_batch(
+        &harness.pool,
+        helpdesk_platform::event_log::Cursor::default(),
+        10_000,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|pending| pending.envelope)
+    .filter(|envelope| envelope.aggregate_type == "Ticket")
+    .collect();
+    assert_eq!(envelopes.len(), 9);
+    let projection = SlaProjection::new(harness.pool.clone());
+
+    // When the first five arrive as one batch, then the last six (two of them again)
+    let first = projection.apply_batch(&envelopes[..5]).await;
+    let second = projection.apply_batch(&envelopes[3..]).await;
+
+    // Then the first batch is applied whole, and the second tells the redeliveries apart
+    assert!(
+        first.iter().all(|o| o == &Ok(Applied::Applied)),
+        "{first:?}"
+    );
+    let second: Vec<Applied> = second.into_iter().map(Result::unwrap).collect();
+    assert_eq!(
+        second,
+        [
+            Applied::Duplicate,
+            Applied::Duplicate,
+            Applied::Applied,
+            Applied::Applied,
+            Applied::Applied,
+            Applied::Applied
+        ]
+    );
+    // and each ticket has its SLA events once: both metrics activated and fulfilled
+    let per_ticket: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT aggregate_id, array_agg(event_type ORDER BY sequence) FROM events \
+          WHERE aggregate_type = 'TicketSla' GROUP BY aggregate_id",
+    )
+    .fetch_all(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(per_ticket.len(), 3);
+    for (ticket, types) in per_ticket {
+        assert_eq!(
+            types,
+            [
+                "SlaMetricActivated",
+                "SlaMetricActivated",
+                "SlaMetricFulfilled",
+                "SlaMetricFulfilled"
+            ],
+            "{ticket}"
+        );
+    }
+    let achieved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sla_metric WHERE outcome = 'achieved'")
+            .fetch_one(&harness.pool)
+            .await
+            .unwrap();
+    assert_eq!(achieved, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,7 @@
 //! The `sla` projection: decides each ticket event's SLA events with the domain's engine,
 //! appends them to the event store as the ticket's `TicketSla` aggregate, and keeps
-//! `sla_state`, `sla_metric` and `sla_report_counts` — all in one transaction per event.
+//! `sla_state`, `sla_metric` and `sla_report_counts` — all in one transaction per event, or
+//! per run of a lane's ticket events when each is its ticket's next.
 //!
 //! `Ticket` events are decided one by one. An `SlaPolicy` event (a policy created or changed)
 //! drops the cached policies and re-selects the policy of every ticket the projection knows
@@ -57,17 +58,52 @@ impl SlaProjection {
         &self,
         envelope: &EventEnvelope,
     ) -> Result<Applied, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let applied = self.decide_ticket_event(&mut tx, envelope).await?;
+        if applied == Applied::Applied {
+            tx.commit().await?;
+        }
+        Ok(applied)
+    }
+
+    /// Applies a lane's run of ticket events in one transaction, when every one of them is
+    /// simply the next event of its ticket (the common case under load: one commit and one
+    /// connection instead of one each). Anything else — a redelivery, a gap, an error — rolls
+    /// the whole run back and returns `None`, and the caller applies the events one by one so
+    /// that each gets its own outcome.
+    async fn apply_ticket_events_together(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Option<Vec<Result<Applied, ProjectionError>>> {
+        let mut tx = self.pool.begin().await.ok()?;
+        for envelope in envelopes {
+            match self.decide_ticket_event(&mut tx, envelope).await {
+                Ok(Applied::Applied) => {}
+                Ok(Applied::Duplicate) | Err(_) => return None,
+            }
+        }
+        tx.commit().await.ok()?;
+        Some(envelopes.iter().map(|_| Ok(Applied::Applied)).collect())
+    }
+
+    /// Decides one ticket event's SLA events and writes them and the read model in `tx`.
+    /// `Duplicate` leaves the transaction with nothing to keep.
+    async fn decide_ticket_event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        envelope: &EventEnvelope,
+    ) -> Result<Applied, ProjectionError> {
         let event = envelope
             .ticket_event()
             .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
-        let policies = self.policies.current(&self.pool).await?;
         let ticket_id = envelope.aggregate_id.as_str();
-        let mut tx = self.pool.begin().await?;
         if let TicketEvent::TicketOpened(opened) = &event {
-            store::create_if_missing(&mut tx, &TicketState::new(ticket_id, Dims::opened(opened)))
+            store::create_if_missing(tx, &TicketState::new(ticket_id, Dims::opened(opened)))
                 .await?;
         }
-        let Some(mut state) = store::lock(&mut tx, ticket_id).await? else {
+        let Some((mut state, policy_events)) =
+            store::lock_counting_policy_events(tx, ticket_id).await?
+        else {
             return Err(ProjectionError::Gap {
                 expected: 1,
                 got: envelope.sequence,
@@ -82,6 +118,7 @@ impl SlaProjection {
                 got: envelope.sequence,
             });
         }
+        let policies = self.policies.current(&self.pool, policy_events).await?;
         let events = state
             .engine
             .on_ticket_event(&event, envelope.recorded_at, &policies)
@@ -96,9 +133,8 @@ impl SlaProjection {
         state.last_sequence = envelope.sequence;
         state.last_event_id = Some(envelope.event_id.clone());
         let cause = Cause::of(envelope, envelope.sequence, "sla_projection");
-        store::append(&mut tx, &mut state, &events, &cause).await?;
-        store::record(&mut tx, &state, &events).await?;
-        tx.commit().await?;
+        store::append(tx, &mut state, &events, &cause).await?;
+        store::record(tx, &state, &events).await?;
         Ok(Applied::Applied)
     }
 }
@@ -112,7 +148,11 @@ impl SlaProjection {
     /// redelivered policy event finds nothing left to change.
     async fn reapply_policies(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
         const BATCH: i64 = 1000;
-        let policies = self.policies.current(&self.pool).await?;
+        let policy_events: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'SlaPolicy'")
+                .fetch_one(&self.pool)
+                .await?;
+        let policies = self.policies.current(&self.pool, policy_events).await?;
         let at = envelope.recorded_at;
         let mut after = String::new();
         let mut changed = 0u64;
@@ -197,6 +237,23 @@ impl Projection for SlaProjection {
         &self.name
     }
 
+    async fn apply_batch(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Vec<Result<Applied, ProjectionError>> {
+        if envelopes.len() > 1
+            && envelopes.iter().all(|e| e.aggregate_type == "Ticket")
+            && let Some(outcomes) = self.apply_ticket_events_together(envelopes).await
+        {
+            return outcomes;
+        }
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            outcomes.push(self.apply(envelope).await);
+        }
+        outcomes
+    }
+
     async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
         match envelope.aggregate_type.as_str() {
             "Ticket" => self.apply_ticket_event(envelope).await,
@@ -228,19 +285,17 @@ impl Projection for SlaProjection {
 
 /// The policies in force, reloaded whenever the store holds a different number of `SlaPolicy`
 /// events than when they were loaded (policies are few, and their events only ever grow). One
-/// index-only count per ticket event makes a policy created just before a ticket opens apply
-/// to it, whatever order the stream's lanes deliver the two in.
+/// index-only count per ticket event (read with the ticket's state row) makes a policy created
+/// just before a ticket opens apply to it, whatever order the stream's lanes deliver the two
+/// in.
 #[derive(Debug, Default)]
 struct PolicyCache {
     loaded: Mutex<Option<(i64, Policies)>>,
 }
 
 impl PolicyCache {
-    async fn current(&self, pool: &PgPool) -> Result<Policies, ProjectionError> {
-        let events: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'SlaPolicy'")
-                .fetch_one(pool)
-                .await?;
+    /// The policies as of `events` `SlaPolicy` events in the store.
+    async fn current(&self, pool: &PgPool, events: i64) -> Result<Policies, ProjectionError> {
         let mut loaded = self.loaded.lock().await;
         if let Some((count, policies)) = loaded.as_ref()
             && *count == events

@@ -79,14 +79,33 @@ pub async fn lock(
             .bind(ticket_id)
             .fetch_optional(&mut **tx)
             .await?;
-    row.map(|row| {
-        serde_json::from_value(row).map_err(|error| {
-            ProjectionError::Permanent(format!(
-                "unreadable sla_state of ticket {ticket_id}: {error}"
-            ))
-        })
+    row.map(|row| read_state(ticket_id, row)).transpose()
+}
+
+/// [`lock`], and the number of `SlaPolicy` events in the store as the row was read: what a
+/// ticket event needs first, in one round trip (the policy cache compares the count).
+pub async fn lock_counting_policy_events(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_id: &str,
+) -> Result<Option<(TicketState, i64)>, ProjectionError> {
+    let row: Option<(serde_json::Value, i64)> = sqlx::query_as(
+        "SELECT to_jsonb(s), \
+                (SELECT count(*) FROM events WHERE aggregate_type = 'SlaPolicy') \
+           FROM sla_state s WHERE ticket_id = $1 FOR UPDATE",
+    )
+    .bind(ticket_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|(row, policy_events)| Ok((read_state(ticket_id, row)?, policy_events)))
+        .transpose()
+}
+
+fn read_state(ticket_id: &str, row: serde_json::Value) -> Result<TicketState, ProjectionError> {
+    serde_json::from_value(row).map_err(|error| {
+        ProjectionError::Permanent(format!(
+            "unreadable sla_state of ticket {ticket_id}: {error}"
+        ))
     })
-    .transpose()
 }
 
 /// Writes a locked state row back.
