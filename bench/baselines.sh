@@ -64,7 +64,11 @@ mkdir -p "$out"
 # `n` numbers the client's tickets.
 
 scratch="hdbench_pgbench_$(date +%s)_$$"
-db_url="${server_url%/*}/$scratch"
+# The scratch database on the same server, keeping the URL's parameters (sslmode, say).
+server_base="${server_url%%\?*}"
+server_query=""
+[ "$server_base" != "$server_url" ] && server_query="?${server_url#*\?}"
+db_url="${server_base%/*}/$scratch$server_query"
 work="$(mktemp -d)"
 cleanup() {
     psql "$server_url" -qAtc "DROP DATABASE IF EXISTS $scratch WITH (FORCE)" >/dev/null 2>&1 || true
