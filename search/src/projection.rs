@@ -465,6 +465,12 @@ impl Batcher {
 /// batches; returns the cursor of the last event replayed and the number of events. Ticket and
 /// `TicketSla` events are folded alike, in the store's commit order, so a ticket's SLA events
 /// always come after the event that opened it.
+///
+/// The next batch is read while this one is folded. Folded documents stay in memory across
+/// batches (up to [`REPLAY_KEEP`] of them after a commit), so a ticket's later events rarely
+/// read its document back from the index, and the index is committed every
+/// [`REPLAY_COMMIT_EVERY`] events (and at the end) rather than per batch: a rebuild is one
+/// long write, and what a crash loses is replayed again from the last commit's checkpoint.
 pub async fn replay(
     pool: &PgPool,
     backend: &dyn SearchBackend,
@@ -472,32 +478,58 @@ pub async fn replay(
     mut report: impl FnMut(u64),
 ) -> Result<(Cursor, u64), ProjectionError> {
     const BATCH: i64 = 2000;
+    let read = |after: Cursor| {
+        let pool = pool.clone();
+        tokio::spawn(async move { event_log::next_batch(&pool, after, BATCH).await })
+    };
     let mut cursor = after;
     let mut done = 0u64;
+    let mut known = HashMap::new();
+    let mut changed = std::collections::HashSet::new();
+    let mut uncommitted = 0u64;
+    let mut next = read(cursor);
     loop {
-        let batch = event_log::next_batch(pool, cursor, BATCH).await?;
-        let Some(last) = batch.last().map(|p| p.cursor) else {
+        let batch = (&mut next)
+            .await
+            .map_err(|error| ProjectionError::Transient(format!("replay reader: {error}")))??;
+        let last = batch.last().map(|p| p.cursor);
+        if let Some(last) = last {
+            next = read(last);
+        }
+        if uncommitted > 0 && (last.is_none() || uncommitted >= REPLAY_COMMIT_EVERY) {
+            let documents = known
+                .iter()
+                .filter(|(id, _)| changed.contains(*id))
+                .map(|(_, document): (&String, &TicketDocument)| document.clone())
+                .collect();
+            backend
+                .write(documents, Some(cursor.position))
+                .await
+                .map_err(projection_error)?;
+            changed.clear();
+            uncommitted = 0;
+            if known.len() > REPLAY_KEEP {
+                known.clear();
+            }
+        }
+        let Some(last) = last else {
             return Ok((cursor, done));
         };
         let envelopes: Vec<EventEnvelope> = batch.into_iter().map(|p| p.envelope).collect();
-        let mut known = HashMap::new();
-        let mut changed = std::collections::HashSet::new();
         let outcomes = fold_batch(backend, &mut known, &mut changed, &envelopes).await;
         if let Some(Err(error)) = outcomes.into_iter().find(Result::is_err) {
             // The store is read in order, so a gap here means an unreadable store.
             return Err(error);
         }
-        let documents = known
-            .into_iter()
-            .filter(|(id, _)| changed.contains(id))
-            .map(|(_, document)| document)
-            .collect();
-        backend
-            .write(documents, Some(last.position))
-            .await
-            .map_err(projection_error)?;
-        done += envelopes.len() as u64;
+        let folded = envelopes.len() as u64;
+        done += folded;
+        uncommitted += folded;
         cursor = last;
         report(done);
     }
 }
+
+/// Events a replay folds between two commits of the index.
+const REPLAY_COMMIT_EVERY: u64 = 50_000;
+/// Documents a replay keeps in memory after a commit (more are dropped).
+const REPLAY_KEEP: usize = 50_000;
