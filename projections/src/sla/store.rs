@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use helpdesk_domain::sla::{SlaEvent, TicketSla};
+use helpdesk_domain::sla::{SlaEvent, SlaMetric, TicketSla};
 use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
@@ -345,6 +345,14 @@ pub async fn record(
     state: &TicketState,
     events: &[SlaEvent],
 ) -> Result<(), ProjectionError> {
+    // A ticket no policy ever measured has no metric rows (a row is made by an activation,
+    // and the engine keeps every metric's latest one): nothing to load, follow or count.
+    let never_measured = SlaMetric::ALL
+        .into_iter()
+        .all(|metric| state.engine.clocks().get(metric).is_none());
+    if events.is_empty() && never_measured {
+        return save(tx, state).await;
+    }
     let mut rows = load_rows(tx, &state.ticket_id).await?;
     let mut tally = Tally::default();
     rows.record(&state.dims, events, &mut tally);
