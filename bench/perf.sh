@@ -95,15 +95,15 @@ cd "$root"
 echo "HELPDESK_TEST_DATABASE_URL=$HELPDESK_TEST_DATABASE_URL bench/perf.sh$( [ "$long" = 1 ] && echo " --long")$( [ "$smoke" = 1 ] && echo " --smoke")   # OUT=$out" >> "$commands"
 run cargo build --release --locked -p helpdesk -p helpdesk-tests
 run bench/baselines.sh --concurrency "$concurrency" --duration "$pg_seconds" --out "$out"
-run "$bin/helpdesk-load" --mode closed --concurrency "$concurrency" --duration "$phase" \
+run "$bin/helpdesk-load" --sla-policy --mode closed --concurrency "$concurrency" --duration "$phase" \
     --label "closed-$concurrency" --json "$out/closed.json" --markdown "$out/closed.md"
-run "$bin/helpdesk-load" --mode open --rate "$sustained_rate" --duration "$phase" \
+run "$bin/helpdesk-load" --sla-policy --mode open --rate "$sustained_rate" --duration "$phase" \
     --label "open-$sustained_rate" --json "$out/open-2000.json" --markdown "$out/open-2000.md"
-run "$bin/helpdesk-load" --mode open --rate "$e2e_rate" --duration "$phase" \
+run "$bin/helpdesk-load" --sla-policy --mode open --rate "$e2e_rate" --duration "$phase" \
     --ws-clients "$ws_clients" --search-probe "$probe" \
     --label "open-$e2e_rate-ws-$ws_clients" --json "$out/open-1000.json" --markdown "$out/open-1000.md"
 if [ "$long" = 1 ]; then
-    run "$bin/helpdesk-load" --mode open --rate "$e2e_rate" --duration "$long_for" \
+    run "$bin/helpdesk-load" --sla-policy --mode open --rate "$e2e_rate" --duration "$long_for" \
         --ws-clients "$ws_clients" --search-probe "$probe" \
         --label "long-$e2e_rate-ws-$ws_clients" --json "$out/long.json" --markdown "$out/long.md"
 fi

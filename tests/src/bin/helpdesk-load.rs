@@ -111,6 +111,11 @@ struct LoadArgs {
     /// Share of opens whose unique subject word is searched for until found (0–1).
     #[arg(long, default_value_t = 0.0)]
     search_probe: f64,
+    /// Create an SLA policy measuring every ticket (24×7, first reply, next reply and
+    /// resolution, targets far beyond the run) before the load starts, so the SLA projection
+    /// does its full work: activations, metric rows, report counts and SLA events.
+    #[arg(long)]
+    sla_policy: bool,
     /// Open loop: requests in flight at most (later ones wait, and their wait counts).
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
@@ -214,6 +219,7 @@ async fn load(args: LoadArgs) -> Result<(), String> {
         duration: args.duration,
         ws_clients: args.ws_clients,
         search_probe: args.search_probe,
+        sla_policy: args.sla_policy,
         max_in_flight: args.max_in_flight.max(1),
     };
     let report = run(settings).await;

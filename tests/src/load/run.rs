@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::process::Child;
 
 use super::commands::Api;
@@ -13,7 +14,7 @@ use super::now_ns;
 use super::probe::Prober;
 use super::process::{RssSampler, Usage, Watched, nats_server_pid};
 use super::report::RunReport;
-use super::server::{agent_token, cleanup, release_binary, start_server};
+use super::server::{agent_token, cleanup, release_binary, start_server, token};
 use super::ws::PushWatch;
 
 /// How commands are driven.
@@ -52,6 +53,8 @@ pub struct Settings {
     pub ws_clients: usize,
     /// The share of opens the search probe follows (0 for none).
     pub search_probe: f64,
+    /// Create an SLA policy that measures every ticket before the load starts.
+    pub sla_policy: bool,
     /// Open loop: requests in flight at most.
     pub max_in_flight: usize,
 }
@@ -69,6 +72,10 @@ pub async fn run(settings: Settings) -> RunReport {
     now_ns();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (url, secret, pid, started) = prepare(&settings.target).await;
+    if settings.sla_policy {
+        let manager = Api::new(&url, token(&secret, "manager", "manager-load"));
+        create_sla_policy(&manager).await;
+    }
     let api = Arc::new(Api::new(&url, agent_token(&secret, "agent-load")));
     let pushes = match settings.ws_clients {
         0 => None,
@@ -166,6 +173,31 @@ async fn prepare(target: &Target) -> (String, String, Option<u32>, Option<Starte
             (url, secret, pid, Some(started))
         }
     }
+}
+
+/// A 24×7 policy measuring first reply, next reply and resolution of every ticket, with
+/// targets no run reaches (no breaches: the load measures the steady work of the SLA clocks).
+async fn create_sla_policy(manager: &Api) {
+    let targets = json!({"first_reply": 600, "next_reply": 600, "resolution": 6000});
+    let policy = json!({
+        "name": "Load",
+        "position": 1,
+        "targets": {"low": targets, "normal": targets, "high": targets, "urgent": targets},
+        "calendar": {"kind": "always"},
+    });
+    let response = manager
+        .client()
+        .post(format!("{}/api/v1/sla-policies", manager.base()))
+        .bearer_auth(manager.token())
+        .json(&policy)
+        .send()
+        .await
+        .expect("the SLA policy request is answered");
+    assert!(
+        response.status().is_success(),
+        "creating the SLA policy: {}",
+        response.status()
+    );
 }
 
 /// The processes whose memory the run follows: the server (when known), the nats-server of
