@@ -20,7 +20,7 @@ use helpdesk_schemas::EventEnvelope;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use super::model::Dims;
+use super::model::{Dims, Tally};
 use super::policies::current_policies;
 use super::store::{self, Cause, TicketState};
 use crate::{Applied, Projection, ProjectionError};
@@ -59,8 +59,12 @@ impl SlaProjection {
         envelope: &EventEnvelope,
     ) -> Result<Applied, ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        let applied = self.decide_ticket_event(&mut tx, envelope).await?;
+        let mut tally = Tally::default();
+        let applied = self
+            .decide_ticket_event(&mut tx, envelope, &mut tally)
+            .await?;
         if applied == Applied::Applied {
+            store::apply_tally(&mut tx, &tally).await?;
             tx.commit().await?;
         }
         Ok(applied)
@@ -76,22 +80,30 @@ impl SlaProjection {
         envelopes: &[EventEnvelope],
     ) -> Option<Vec<Result<Applied, ProjectionError>>> {
         let mut tx = self.pool.begin().await.ok()?;
+        let mut tally = Tally::default();
         for envelope in envelopes {
-            match self.decide_ticket_event(&mut tx, envelope).await {
+            match self
+                .decide_ticket_event(&mut tx, envelope, &mut tally)
+                .await
+            {
                 Ok(Applied::Applied) => {}
                 Ok(Applied::Duplicate) | Err(_) => return None,
             }
         }
+        store::apply_tally(&mut tx, &tally).await.ok()?;
         tx.commit().await.ok()?;
         Some(envelopes.iter().map(|_| Ok(Applied::Applied)).collect())
     }
 
-    /// Decides one ticket event's SLA events and writes them and the read model in `tx`.
-    /// `Duplicate` leaves the transaction with nothing to keep.
+    /// Decides one ticket event's SLA events and writes them and the read model in `tx`,
+    /// except the report count changes, which are added to `tally` for the caller to apply
+    /// last ([`store::record_counting`]). `Duplicate` leaves the transaction with nothing to
+    /// keep.
     async fn decide_ticket_event(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         envelope: &EventEnvelope,
+        tally: &mut Tally,
     ) -> Result<Applied, ProjectionError> {
         let event = envelope
             .ticket_event()
@@ -134,7 +146,7 @@ impl SlaProjection {
         state.last_event_id = Some(envelope.event_id.clone());
         let cause = Cause::of(envelope, envelope.sequence, "sla_projection");
         store::append(tx, &mut state, &events, &cause).await?;
-        store::record(tx, &state, &events).await?;
+        store::record_counting(tx, &state, &events, tally).await?;
         Ok(Applied::Applied)
     }
 }

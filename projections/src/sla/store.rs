@@ -345,6 +345,21 @@ pub async fn record(
     state: &TicketState,
     events: &[SlaEvent],
 ) -> Result<(), ProjectionError> {
+    let mut tally = Tally::default();
+    record_counting(tx, state, events, &mut tally).await?;
+    apply_tally(tx, &tally).await
+}
+
+/// [`record`], except that the report count changes are added to `tally` for the caller to
+/// apply with [`apply_tally`] as the transaction's last statement. The count rows of a day are
+/// shared by every ticket (today's `normal` priority row, say), so every other lane waits for
+/// their locks: taking them last, once for a whole batch, holds them only until the commit.
+pub async fn record_counting(
+    tx: &mut Transaction<'_, Postgres>,
+    state: &TicketState,
+    events: &[SlaEvent],
+    tally: &mut Tally,
+) -> Result<(), ProjectionError> {
     // A ticket no policy ever measured has no metric rows (a row is made by an activation,
     // and the engine keeps every metric's latest one): nothing to load, follow or count.
     let never_measured = SlaMetric::ALL
@@ -354,10 +369,8 @@ pub async fn record(
         return save(tx, state).await;
     }
     let mut rows = load_rows(tx, &state.ticket_id).await?;
-    let mut tally = Tally::default();
-    rows.record(&state.dims, events, &mut tally);
+    rows.record(&state.dims, events, tally);
     rows.follow(&state.dims);
     save_rows(tx, &rows.changed()).await?;
-    apply_tally(tx, &tally).await?;
     save(tx, state).await
 }
