@@ -2,17 +2,16 @@
 
 use cqrs_es::Aggregate;
 use helpdesk_domain::sla::{PolicyRef, SlaPolicy, SlaPolicyDefinition, SlaPolicyEvent};
-use sqlx::PgPool;
 
 /// Every SLA policy's current version, in selection order (`position`, then id).
-pub async fn current_policies(
-    pool: &PgPool,
+pub async fn current_policies<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
 ) -> Result<Vec<(PolicyRef, SlaPolicyDefinition)>, sqlx::Error> {
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
         "SELECT aggregate_id, payload::jsonb FROM events \
           WHERE aggregate_type = 'SlaPolicy' ORDER BY aggregate_id, sequence",
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     let mut policies: Vec<(PolicyRef, SlaPolicyDefinition)> = Vec::new();
     let mut current: Option<(String, SlaPolicy)> = None;

@@ -130,7 +130,8 @@ impl SlaProjection {
                 got: envelope.sequence,
             });
         }
-        let policies = self.policies.current(&self.pool, policy_events).await?;
+        // Read on the transaction's own connection: a lane never waits for a second one.
+        let policies = self.policies.current(&mut **tx, policy_events).await?;
         let events = state
             .engine
             .on_ticket_event(&event, envelope.recorded_at, &policies)
@@ -306,15 +307,20 @@ struct PolicyCache {
 }
 
 impl PolicyCache {
-    /// The policies as of `events` `SlaPolicy` events in the store.
-    async fn current(&self, pool: &PgPool, events: i64) -> Result<Policies, ProjectionError> {
+    /// The policies as of `events` `SlaPolicy` events in the store, read with `executor` when
+    /// the cached ones are older.
+    async fn current<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        events: i64,
+    ) -> Result<Policies, ProjectionError> {
         let mut loaded = self.loaded.lock().await;
         if let Some((count, policies)) = loaded.as_ref()
             && *count == events
         {
             return Ok(policies.clone());
         }
-        let policies: Policies = Arc::new(current_policies(pool).await?);
+        let policies: Policies = Arc::new(current_policies(executor).await?);
         *loaded = Some((events, policies.clone()));
         Ok(policies)
     }
