@@ -52,6 +52,17 @@ async fn search_as(app: &TestApp, actor: &str, role: &str, query: &[(&str, Strin
     response.json().await.unwrap()
 }
 
+/// What agent-1 finds for `q` once the index has reached `position`.
+async fn agent_search(app: &TestApp, q: String, position: i64) -> Value {
+    search_as(
+        app,
+        "agent-1",
+        "agent",
+        &[("q", q), ("min_position", position.to_string())],
+    )
+    .await
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["hits"]
         .as_array()
@@ -69,13 +80,7 @@ async fn a_new_ticket_is_found_by_a_word_of_its_body_and_follows_its_status() {
     ticket["description"] = Value::from(format!("The {word} ate the toner."));
     let (id, opened) = open(&app, ticket).await;
 
-    let found = search_as(
-        &app,
-        "agent-1",
-        "agent",
-        &[("q", word.clone()), ("min_position", opened.to_string())],
-    )
-    .await;
+    let found = agent_search(&app, word.clone(), opened).await;
     assert_eq!(ids(&found), vec![id.clone()]);
     assert_eq!(found["total"], 1);
     assert_eq!(found["hits"][0]["status"], "new");
@@ -84,16 +89,7 @@ async fn a_new_ticket_is_found_by_a_word_of_its_body_and_follows_its_status() {
     let status = format!("/api/v1/tickets/{id}/status");
     for (to, other) in [("open", "solved"), ("solved", "open")] {
         let (_, position) = command(&app, Method::PUT, &status, json!({"status": to})).await;
-        let matching = search_as(
-            &app,
-            "agent-1",
-            "agent",
-            &[
-                ("q", format!("{word} status:{to}")),
-                ("min_position", position.to_string()),
-            ],
-        )
-        .await;
+        let matching = agent_search(&app, format!("{word} status:{to}"), position).await;
         assert_eq!(ids(&matching), vec![id.clone()], "status:{to}");
         let other = search_as(
             &app,
@@ -475,16 +471,7 @@ async fn a_rebuilt_index_answers_exactly_as_the_live_one_did() {
     let mut ticket = sample_ticket();
     ticket["description"] = Value::from(format!("{word} after the rebuild"));
     let (id, position) = open(&app, ticket).await;
-    let found = search_as(
-        &app,
-        "agent-1",
-        "agent",
-        &[
-            ("q", format!("{word} rebuild")),
-            ("min_position", position.to_string()),
-        ],
-    )
-    .await;
+    let found = agent_search(&app, format!("{word} rebuild"), position).await;
     assert_eq!(ids(&found), vec![id]);
 }
 
@@ -747,16 +734,7 @@ async fn an_agent_finds_a_breached_ticket_by_sla_until_its_clock_is_fulfilled() 
         json!({"assignee": "agent-2"}),
     )
     .await;
-    let after_assign = search_as(
-        &app,
-        "agent-1",
-        "agent",
-        &[
-            ("q", format!("{breached} assignee:agent-2")),
-            ("min_position", assigned.to_string()),
-        ],
-    )
-    .await;
+    let after_assign = agent_search(&app, format!("{breached} assignee:agent-2"), assigned).await;
     assert_eq!(ids(&after_assign), vec![id.clone()]);
 
     append_sla_events(
