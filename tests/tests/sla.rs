@@ -300,6 +300,16 @@ impl Desk {
             .await
             .unwrap()
     }
+
+    /// The compliance report of `metric` by priority, over yesterday and `today`, as JSON.
+    async fn report_by_priority(&self, today: NaiveDate, metric: &str, token: &str) -> Value {
+        let path = report_path(today - TimeDelta::days(1), today, metric, "priority");
+        self.get(&path, token, "application/json")
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
 }
 
 /// A ticket's key per dimension (`priority`, `group`, `assignee`, `policy`, `channel`).
@@ -483,6 +493,16 @@ fn bucketed_percentile(sorted: &[u64], p: f64) -> Option<f64> {
     Some(read)
 }
 
+/// The row of `key` in a compliance report.
+fn report_row<'a>(report: &'a Value, key: &str) -> &'a Value {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == key)
+        .unwrap_or_else(|| panic!("no row {key} in {report}"))
+}
+
 fn report_path(from: NaiveDate, to: NaiveDate, metric: &str, group_by: &str) -> String {
     format!(
         "/api/v1/reports/sla-compliance?from={from}&to={to}&metric={metric}&group_by={group_by}"
@@ -522,33 +542,16 @@ async fn compliance_figures_equal_those_computed_from_the_stored_sla_events() {
 
     // The scenario holds what it is meant to: achieved and breached outcomes, answered and
     // unanswered breaches, a withdrawal and work in progress.
-    let first_reply: Value = desk
-        .get(
-            &report_path(today - TimeDelta::days(1), today, "first_reply", "priority"),
-            &manager,
-            "application/json",
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let normal = first_reply["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "normal")
-        .unwrap();
+    let first_reply = desk
+        .report_by_priority(today, "first_reply", &manager)
+        .await;
+    let normal = report_row(&first_reply, "normal");
     assert_eq!(
         (normal["achieved"].as_u64(), normal["breached"].as_u64()),
         (Some(4), Some(1)),
         "{first_reply}"
     );
-    let high = first_reply["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "high")
-        .unwrap();
+    let high = report_row(&first_reply, "high");
     assert_eq!(high["breached"], 1);
     assert_eq!(
         high["median_business_minutes"],
@@ -557,22 +560,8 @@ async fn compliance_figures_equal_those_computed_from_the_stored_sla_events() {
     );
     // h8 was solved after 1,237 minutes, counted in the bucket 1,216–1,247 and read as its
     // midpoint: 0.45 % off, within the documented 1.56 %.
-    let resolution: Value = desk
-        .get(
-            &report_path(today - TimeDelta::days(1), today, "resolution", "priority"),
-            &manager,
-            "application/json",
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let urgent = resolution["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "urgent")
-        .unwrap();
+    let resolution = desk.report_by_priority(today, "resolution", &manager).await;
+    let urgent = report_row(&resolution, "urgent");
     assert_eq!(urgent["breached"], 1, "{resolution}");
     assert_eq!(urgent["median_business_minutes"], 1_231.5, "{resolution}");
     let breaches: Value = desk
