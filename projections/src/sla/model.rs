@@ -404,6 +404,26 @@ mod tests {
         }
     }
 
+    /// The first reply, activation 1, fulfilled `minute` minutes in (24×7: as many business
+    /// minutes).
+    fn fulfilled_at(minute: i64) -> SlaEvent {
+        SlaEvent::Fulfilled {
+            metric: SlaMetric::FirstReply,
+            activation: 1,
+            at: at(minute),
+            business_minutes: minute.unsigned_abs(),
+        }
+    }
+
+    /// The first reply, activation 1, breached `minute` minutes in.
+    fn breached_at(minute: i64) -> SlaEvent {
+        SlaEvent::Breached {
+            metric: SlaMetric::FirstReply,
+            activation: 1,
+            at: at(minute),
+        }
+    }
+
     fn day_counts(tally: &Tally) -> Vec<(String, Outcome, i64, i64)> {
         tally
             .changes()
@@ -418,12 +438,7 @@ mod tests {
     fn a_fulfilment_before_the_due_instant_counts_once_as_achieved_under_every_dimension() {
         let mut rows = TicketRows::loaded("t1", vec![]);
         let mut tally = Tally::default();
-        let fulfilled = SlaEvent::Fulfilled {
-            metric: SlaMetric::FirstReply,
-            activation: 1,
-            at: at(10),
-            business_minutes: 10,
-        };
+        let fulfilled = fulfilled_at(10);
         rows.record(&dims("normal"), &[activated(), fulfilled], &mut tally);
 
         assert_eq!(tally.changes().count(), 10, "5 dimensions × day and month");
@@ -440,19 +455,10 @@ mod tests {
     fn a_fulfilment_after_the_breach_moves_the_breach_count_to_its_minutes_under_the_old_dims() {
         let mut rows = TicketRows::loaded("t1", vec![]);
         let mut tally = Tally::default();
-        let breached = SlaEvent::Breached {
-            metric: SlaMetric::FirstReply,
-            activation: 1,
-            at: at(30),
-        };
+        let breached = breached_at(30);
         rows.record(&dims("normal"), &[activated(), breached], &mut tally);
         rows.follow(&dims("urgent"));
-        let fulfilled = SlaEvent::Fulfilled {
-            metric: SlaMetric::FirstReply,
-            activation: 1,
-            at: at(45),
-            business_minutes: 45,
-        };
+        let fulfilled = fulfilled_at(45);
         rows.record(&dims("urgent"), &[fulfilled], &mut tally);
 
         assert_eq!(
@@ -467,17 +473,8 @@ mod tests {
     fn a_long_fulfilment_is_counted_in_its_histogram_bucket_and_kept_exact_on_its_row() {
         let mut rows = TicketRows::loaded("t1", vec![]);
         let mut tally = Tally::default();
-        let breached = SlaEvent::Breached {
-            metric: SlaMetric::FirstReply,
-            activation: 1,
-            at: at(30),
-        };
-        let fulfilled = SlaEvent::Fulfilled {
-            metric: SlaMetric::FirstReply,
-            activation: 1,
-            at: at(1_237),
-            business_minutes: 1_237,
-        };
+        let breached = breached_at(30);
+        let fulfilled = fulfilled_at(1_237);
         rows.record(
             &dims("normal"),
             &[activated(), breached, fulfilled],
