@@ -201,30 +201,12 @@ mod tests {
 
     use chrono::Utc;
     use helpdesk_domain::sla::{SlaEvent, SlaMetric};
-    use helpdesk_domain::ticket::{Channel, Priority, Requester, Status};
+    use helpdesk_domain::ticket::Status;
 
     use super::*;
 
     fn summary(id: &str, version: u64, status: Status) -> TicketSummary {
-        TicketSummary {
-            id: id.into(),
-            version,
-            subject: "Printer".into(),
-            status,
-            priority: Priority::Normal,
-            channel: Channel::Web,
-            requester: Requester {
-                customer_id: "alice".into(),
-                name: None,
-                email: None,
-            },
-            assignee: None,
-            group: None,
-            tags: Vec::new(),
-            reply_count: 0,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
+        crate::realtime::route::tests::summary(id, version, None, status)
     }
 
     /// A ticket's updates, one per `(global position, status)`, versions from 1.

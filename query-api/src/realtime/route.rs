@@ -123,7 +123,7 @@ fn route_sla<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::BTreeMap;
@@ -145,10 +145,17 @@ mod tests {
         }
     }
 
-    fn ticket(group: Option<&str>, status: Status) -> TicketSummary {
+    /// Ticket `id` at `version`, in `group` (none: ungrouped) and `status`; the replay's tests
+    /// use it too.
+    pub(in crate::realtime) fn summary(
+        id: &str,
+        version: u64,
+        group: Option<&str>,
+        status: Status,
+    ) -> TicketSummary {
         TicketSummary {
-            id: "t-1".into(),
-            version: 1,
+            id: id.into(),
+            version,
             subject: "Printer".into(),
             status,
             priority: Priority::Normal,
@@ -165,6 +172,25 @@ mod tests {
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }
+    }
+
+    /// Subscriptions to every ticket (`all`), to new and open ones (`open`), to ticket t-1
+    /// (`this`) and to ticket t-2 (`other`).
+    fn all_open_this_and_other() -> BTreeMap<String, Subscription> {
+        let open = QueueFilter {
+            statuses: vec![Status::New, Status::Open],
+            ..QueueFilter::default()
+        };
+        subscriptions(&[
+            ("all", Target::Queue(QueueFilter::default())),
+            ("open", Target::Queue(open)),
+            ("this", Target::Ticket("t-1".into())),
+            ("other", Target::Ticket("t-2".into())),
+        ])
+    }
+
+    fn ticket(group: Option<&str>, status: Status) -> TicketSummary {
+        summary("t-1", 1, group, status)
     }
 
     fn update(before: TicketSummary, after: TicketSummary, internal: bool) -> Push {
@@ -225,16 +251,7 @@ mod tests {
     #[test]
     fn one_update_names_every_matching_subscription_and_a_left_names_the_ones_it_dropped_out_of() {
         let agent = principal("agent-7", Role::Agent, &[]);
-        let open = QueueFilter {
-            statuses: vec![Status::New, Status::Open],
-            ..QueueFilter::default()
-        };
-        let subs = subscriptions(&[
-            ("all", Target::Queue(QueueFilter::default())),
-            ("open", Target::Queue(open)),
-            ("this", Target::Ticket("t-1".into())),
-            ("other", Target::Ticket("t-2".into())),
-        ]);
+        let subs = all_open_this_and_other();
         let pending = update(
             ticket(None, Status::Open),
             ticket(None, Status::Pending),
@@ -310,16 +327,7 @@ mod tests {
 
     #[test]
     fn an_sla_event_reaches_staff_following_the_ticket_and_the_queues_it_is_in_now() {
-        let open = QueueFilter {
-            statuses: vec![Status::New, Status::Open],
-            ..QueueFilter::default()
-        };
-        let subs = subscriptions(&[
-            ("all", Target::Queue(QueueFilter::default())),
-            ("open", Target::Queue(open)),
-            ("this", Target::Ticket("t-1".into())),
-            ("other", Target::Ticket("t-2".into())),
-        ]);
+        let subs = all_open_this_and_other();
         let breached = breach(ticket(None, Status::Open));
         for staff in [
             principal("agent-7", Role::Agent, &[]),
