@@ -63,6 +63,17 @@ async fn agent_search(app: &TestApp, q: String, position: i64) -> Value {
     .await
 }
 
+/// Waits until the index has reached global position `position`.
+async fn wait_until_indexed(app: &TestApp, position: i64) {
+    search_as(
+        app,
+        "agent-1",
+        "agent",
+        &[("min_position", position.to_string())],
+    )
+    .await;
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["hits"]
         .as_array()
@@ -445,13 +456,7 @@ async fn a_rebuilt_index_answers_exactly_as_the_live_one_did() {
             (_, last) = command(&app, Method::PUT, &path, json!({"status": "solved"})).await;
         }
     }
-    search_as(
-        &app,
-        "agent-1",
-        "agent",
-        &[("min_position", last.to_string())],
-    )
-    .await;
+    wait_until_indexed(&app, last).await;
     let before = answers(&app, &word).await;
     assert_eq!(before[0]["total"], 30);
 
@@ -688,13 +693,7 @@ async fn an_agent_finds_a_breached_ticket_by_sla_until_its_clock_is_fulfilled() 
         other
     })
     .await;
-    search_as(
-        &app,
-        "agent-1",
-        "agent",
-        &[("min_position", opened.to_string())],
-    )
-    .await;
+    wait_until_indexed(&app, opened).await;
     let start = Utc::now();
     let mut state = sla_state_of(&id);
 
@@ -799,13 +798,7 @@ async fn a_rebuilt_index_keeps_the_sla_state_of_every_ticket() {
         opened.push(id);
         last = position;
     }
-    search_as(
-        &app,
-        "agent-1",
-        "agent",
-        &[("min_position", last.to_string())],
-    )
-    .await;
+    wait_until_indexed(&app, last).await;
     let start = Utc::now();
     let mut breached = sla_state_of(&opened[0]);
     append_sla_events(
