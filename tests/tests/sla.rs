@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeDelta, Utc};
 use helpdesk_domain::sla::{SlaPolicy, SlaPolicyCommand, histogram};
 use helpdesk_domain::ticket::{
     Author, AuthorKind, Channel, Priority, ReplyAdded, Requester, Status, TicketAssigned,
@@ -514,10 +514,20 @@ async fn compliance_figures_equal_those_computed_from_the_stored_sla_events() {
     let desk = given_a_worked_desk().await;
     let manager = desk.product.token("manager", "manager-1").await;
     let today = Utc::now().date_naive();
+    // This quarter, whole (days still to come included), so its counts are read from the
+    // quarter rows; and from the quarter before it to today: an empty quarter, then months
+    // and days.
+    let quarter = today
+        .with_day(1)
+        .and_then(|month| month.with_month0(month.month0() / 3 * 3))
+        .unwrap();
+    let quarter_end = (quarter + Months::new(3)).pred_opt().unwrap();
     let periods = [
         (today - TimeDelta::days(1), today),
         (today - TimeDelta::days(60), today),
         (today - TimeDelta::days(400), today - TimeDelta::days(2)),
+        (quarter, quarter_end),
+        (quarter - Months::new(3), today),
     ];
     let mut outcomes = 0;
     for (from, to) in periods {
@@ -821,6 +831,69 @@ async fn a_count_of_minutes_that_are_not_a_bucket_is_refused() {
         "{refused}"
     );
     insert(histogram::bucket_of(1_237) as i64).await.unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn upgrading_to_quarter_counts_sums_the_existing_month_rows_into_their_quarters() {
+    let database = helpdesk_platform::db::scratch_database_url(&postgres_server_url())
+        .await
+        .unwrap();
+    helpdesk_platform::db::ensure_database(&database)
+        .await
+        .unwrap();
+    let pool = helpdesk_platform::db::connect(&database, 1).await.unwrap();
+    let all = &helpdesk_platform::db::MIGRATOR;
+    let quarters = all
+        .iter()
+        .position(|m| m.description == "sla quarter counts")
+        .unwrap();
+    let before = sqlx::migrate::Migrator {
+        migrations: all.migrations[..quarters].to_vec().into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(&pool).await.unwrap();
+    // What a release before quarters kept: day and month rows (two months of Q1, one of Q2).
+    sqlx::query(
+        "INSERT INTO sla_report_counts VALUES \
+             ('resolution', 'priority', 'day',   '2026-01-05', 'normal', 'achieved', 30, 2), \
+             ('resolution', 'priority', 'month', '2026-01-01', 'normal', 'achieved', 30, 2), \
+             ('resolution', 'priority', 'day',   '2026-03-31', 'normal', 'achieved', 30, 5), \
+             ('resolution', 'priority', 'month', '2026-03-01', 'normal', 'achieved', 30, 5), \
+             ('resolution', 'priority', 'day',   '2026-03-30', 'high',   'breached', -1, 1), \
+             ('resolution', 'priority', 'month', '2026-03-01', 'high',   'breached', -1, 1), \
+             ('resolution', 'priority', 'day',   '2026-04-01', 'normal', 'achieved', 30, 7), \
+             ('resolution', 'priority', 'month', '2026-04-01', 'normal', 'achieved', 30, 7)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    all.run(&pool).await.unwrap();
+
+    let quarter_rows: Vec<(NaiveDate, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT period, key, outcome, business_minutes, count FROM sla_report_counts \
+          WHERE granularity = 'quarter' ORDER BY period, key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let day = |raw: &str| raw.parse::<NaiveDate>().unwrap();
+    assert_eq!(
+        quarter_rows,
+        vec![
+            (day("2026-01-01"), "high".into(), "breached".into(), -1, 1),
+            (day("2026-01-01"), "normal".into(), "achieved".into(), 30, 7),
+            (day("2026-04-01"), "normal".into(), "achieved".into(), 30, 7),
+        ]
+    );
+    let untouched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sla_report_counts WHERE granularity IN ('day', 'month')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(untouched, 8);
     pool.close().await;
 }
 

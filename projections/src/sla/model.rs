@@ -107,12 +107,27 @@ impl Dimension {
     ];
 }
 
-/// The period sizes counts are kept at: a day, and the month (dated by its first day).
+/// The period sizes counts are kept at: a day, the month and the calendar quarter (each dated
+/// by its first day).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     Day,
     Month,
+    Quarter,
+}
+
+impl Granularity {
+    /// Every granularity a count is kept at, with the period holding `day`.
+    fn periods(day: NaiveDate) -> [(Granularity, NaiveDate); 3] {
+        let month = day.with_day(1).unwrap_or(day);
+        let quarter = month.with_month0(month.month0() / 3 * 3).unwrap_or(month);
+        [
+            (Granularity::Day, day),
+            (Granularity::Month, month),
+            (Granularity::Quarter, quarter),
+        ]
+    }
 }
 
 /// The key of one row of `sla_report_counts` (field names are its columns).
@@ -145,8 +160,7 @@ impl Tally {
         minutes: i64,
         delta: i64,
     ) {
-        let day = at.date_naive();
-        let month = day.with_day(1).unwrap_or(day);
+        let periods = Granularity::periods(at.date_naive());
         for dimension in Dimension::ALL {
             let key = match dimension {
                 Dimension::Priority => row.dims.priority.clone(),
@@ -155,7 +169,7 @@ impl Tally {
                 Dimension::Policy => row.policy_id.clone(),
                 Dimension::Channel => row.dims.channel.clone(),
             };
-            for (granularity, period) in [(Granularity::Day, day), (Granularity::Month, month)] {
+            for (granularity, period) in periods {
                 let entry = CountKey {
                     metric: row.metric,
                     dimension,
@@ -435,13 +449,40 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_counts_in_its_day_its_month_and_its_calendar_quarter() {
+        let periods = |day: &str| {
+            Granularity::periods(day.parse().unwrap()).map(|(_, period)| period.to_string())
+        };
+        assert_eq!(
+            periods("2026-11-22"),
+            ["2026-11-22", "2026-11-01", "2026-10-01"]
+        );
+        assert_eq!(
+            periods("2026-03-31"),
+            ["2026-03-31", "2026-03-01", "2026-01-01"]
+        );
+        assert_eq!(
+            periods("2026-04-01"),
+            ["2026-04-01", "2026-04-01", "2026-04-01"]
+        );
+        assert_eq!(
+            periods("2026-09-30"),
+            ["2026-09-30", "2026-09-01", "2026-07-01"]
+        );
+    }
+
+    #[test]
     fn a_fulfilment_before_the_due_instant_counts_once_as_achieved_under_every_dimension() {
         let mut rows = TicketRows::loaded("t1", vec![]);
         let mut tally = Tally::default();
         let fulfilled = fulfilled_at(10);
         rows.record(&dims("normal"), &[activated(), fulfilled], &mut tally);
 
-        assert_eq!(tally.changes().count(), 10, "5 dimensions × day and month");
+        assert_eq!(
+            tally.changes().count(),
+            15,
+            "5 dimensions × day, month and quarter"
+        );
         assert_eq!(
             day_counts(&tally),
             vec![("normal".into(), Outcome::Achieved, 10, 1)]

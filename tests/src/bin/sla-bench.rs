@@ -73,7 +73,7 @@ SELECT 'bench-' || (g / 2), metric, 1, policy_id, 1, target, started_at, started
 const AGGREGATE: &str = "
 INSERT INTO sla_report_counts
 SELECT o.metric, d.dimension, g.granularity,
-       CASE g.granularity WHEN 'day' THEN o.day ELSE date_trunc('month', o.day)::date END,
+       CASE g.granularity WHEN 'day' THEN o.day ELSE date_trunc(g.granularity, o.day)::date END,
        CASE d.dimension WHEN 'priority' THEN o.priority WHEN 'group' THEN coalesce(o.group_id, '')
                         WHEN 'assignee' THEN coalesce(o.assignee, '')
                         WHEN 'policy' THEN o.policy_id ELSE o.channel END,
@@ -81,7 +81,7 @@ SELECT o.metric, d.dimension, g.granularity,
   FROM (SELECT *, (coalesce(breached_at, fulfilled_at) AT TIME ZONE 'UTC')::date AS day
           FROM sla_metric WHERE outcome IS NOT NULL) o
  CROSS JOIN (VALUES ('priority'), ('group'), ('assignee'), ('policy'), ('channel')) d(dimension)
- CROSS JOIN (VALUES ('day'), ('month')) g(granularity)
+ CROSS JOIN (VALUES ('day'), ('month'), ('quarter')) g(granularity)
  GROUP BY 1, 2, 3, 4, 5, 6, 7";
 
 /// The best the raw rows can do: an index on (metric, outcome instant) of closed rows.
