@@ -170,6 +170,12 @@ pub struct RssSeries {
     pub last_window_mb: f64,
     #[serde(with = "nan_as_null")]
     pub peak_mb: f64,
+    /// The anonymous part of the first and last windows (`RssAnon`: heap and stacks, not the
+    /// mapped files, such as the search index, that the kernel may drop and read again).
+    #[serde(with = "nan_as_null", default = "not_sampled")]
+    pub anon_first_window_mb: f64,
+    #[serde(with = "nan_as_null", default = "not_sampled")]
+    pub anon_last_window_mb: f64,
     /// (seconds since the start, MB), one a second.
     pub samples: Vec<(f64, f64)>,
 }
@@ -179,13 +185,31 @@ impl RssSeries {
     pub fn growth(&self) -> f64 {
         self.last_window_mb / self.first_window_mb
     }
+
+    /// The same for the anonymous part.
+    pub fn anon_growth(&self) -> f64 {
+        self.anon_last_window_mb / self.anon_first_window_mb
+    }
 }
 
-/// Samples `VmRSS` of some processes every second until stopped.
+/// A figure missing from results written before it was sampled.
+fn not_sampled() -> f64 {
+    f64::NAN
+}
+
+/// Samples `VmRSS` and `RssAnon` of some processes every second until stopped.
 pub struct RssSampler {
     running: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<Vec<(f64, f64)>>>,
+    task: tokio::task::JoinHandle<Vec<Samples>>,
     watched: Vec<Watched>,
+}
+
+/// One process's samples: (seconds since the start, MB) of all resident memory and of its
+/// anonymous part.
+#[derive(Debug, Clone, Default)]
+struct Samples {
+    rss: Vec<(f64, f64)>,
+    anon: Vec<(f64, f64)>,
 }
 
 impl RssSampler {
@@ -196,15 +220,16 @@ impl RssSampler {
         let flag = running.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let mut series = vec![Vec::new(); pids.len()];
+            let mut series = vec![Samples::default(); pids.len()];
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             while flag.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let at = started.elapsed().as_secs_f64();
                 for (pid, samples) in pids.iter().zip(&mut series) {
-                    let mb = rss_mb(*pid, "VmRSS:");
-                    if mb.is_finite() {
-                        samples.push((at, mb));
+                    let (rss, anon) = (rss_mb(*pid, "VmRSS:"), rss_mb(*pid, "RssAnon:"));
+                    if rss.is_finite() && anon.is_finite() {
+                        samples.rss.push((at, rss));
+                        samples.anon.push((at, anon));
                     }
                 }
             }
@@ -229,23 +254,25 @@ impl RssSampler {
     }
 }
 
-fn summarize(watched: Watched, samples: Vec<(f64, f64)>) -> RssSeries {
-    let length = samples.last().map_or(0.0, |s| s.0);
+fn summarize(watched: Watched, samples: Samples) -> RssSeries {
+    let length = samples.rss.last().map_or(0.0, |s| s.0);
     let window = if length >= 180.0 { 60.0 } else { length / 5.0 };
-    let mean = |pick: &dyn Fn(f64) -> bool| {
-        let chosen: Vec<f64> = samples.iter().filter(|s| pick(s.0)).map(|s| s.1).collect();
+    let mean = |series: &[(f64, f64)], pick: &dyn Fn(f64) -> bool| {
+        let chosen: Vec<f64> = series.iter().filter(|s| pick(s.0)).map(|s| s.1).collect();
         chosen.iter().sum::<f64>() / chosen.len() as f64
     };
-    let first = mean(&|t| t <= window.max(1.0));
-    let last = mean(&|t| t >= length - window.max(1.0));
-    let peak = samples.iter().map(|s| s.1).fold(f64::NAN, f64::max);
+    let first = |series: &[(f64, f64)]| mean(series, &|t| t <= window.max(1.0));
+    let last = |series: &[(f64, f64)]| mean(series, &|t| t >= length - window.max(1.0));
+    let peak = samples.rss.iter().map(|s| s.1).fold(f64::NAN, f64::max);
     RssSeries {
         process: watched.name,
         pid: watched.pid,
         window_s: window,
-        first_window_mb: first,
-        last_window_mb: last,
+        first_window_mb: first(&samples.rss),
+        last_window_mb: last(&samples.rss),
         peak_mb: peak,
-        samples,
+        anon_first_window_mb: first(&samples.anon),
+        anon_last_window_mb: last(&samples.anon),
+        samples: samples.rss,
     }
 }

@@ -200,18 +200,21 @@ impl RunReport {
         let mut out = String::new();
         writeln!(
             out,
-            "| process | RSS first window (MB) | RSS last window (MB) | last / first | peak (MB) | window (s) |"
+            "| process | RSS first window (MB) | RSS last window (MB) | last / first | anonymous first / last (MB) | anonymous last / first | peak (MB) | window (s) |"
         )
         .ok();
-        writeln!(out, "|---|---|---|---|---|---|").ok();
+        writeln!(out, "|---|---|---|---|---|---|---|---|").ok();
         for series in &self.rss {
             writeln!(
                 out,
-                "| {} | {} | {} | {:.2} | {} | {:.0} |",
+                "| {} | {} | {} | {:.2} | {} / {} | {:.2} | {} | {:.0} |",
                 series.process,
                 ms(series.first_window_mb),
                 ms(series.last_window_mb),
                 series.growth(),
+                ms(series.anon_first_window_mb),
+                ms(series.anon_last_window_mb),
+                series.anon_growth(),
                 ms(series.peak_mb),
                 series.window_s
             )

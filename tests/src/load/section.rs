@@ -317,5 +317,13 @@ fn memory_rows(out: &mut String, results: &Results) {
             growth,
         )
         .ok();
+        writeln!(
+            out,
+            "| anonymous part of it (heap, not mapped files), last / first (MB) | {} | {} (first window) | {:.2} | what grows: the rest is mapped files |",
+            ms(series.anon_last_window_mb),
+            ms(series.anon_first_window_mb),
+            series.anon_growth(),
+        )
+        .ok();
     }
 }
