@@ -119,6 +119,7 @@ fn realtime_settings(config: &Config) -> RealtimeSettings {
     RealtimeSettings {
         replay_limit: config.realtime.replay_limit,
         buffer: config.realtime.buffer,
+        summary_cache: config.realtime.summary_cache,
         ..RealtimeSettings::new(config.nats_prefix.clone())
     }
 }

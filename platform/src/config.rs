@@ -92,6 +92,9 @@ pub struct RealtimeConfig {
     /// Messages queued for one client before it counts as not reading
     /// (`HELPDESK_REALTIME_BUFFER`, default 1,024).
     pub buffer: usize,
+    /// Ticket summaries the feed keeps to fold events without a read
+    /// (`HELPDESK_REALTIME_SUMMARY_CACHE`, default 50,000).
+    pub summary_cache: usize,
 }
 
 /// Search settings.
@@ -255,6 +258,11 @@ impl Config {
                 &get("HELPDESK_REALTIME_BUFFER", "1024"),
             )?)
             .unwrap_or(usize::MAX),
+            summary_cache: usize::try_from(parse_number(
+                "HELPDESK_REALTIME_SUMMARY_CACHE",
+                &get("HELPDESK_REALTIME_SUMMARY_CACHE", "50000"),
+            )?)
+            .unwrap_or(usize::MAX),
         };
         let socket_send_buffer = match optional("HELPDESK_SOCKET_SEND_BUFFER") {
             None => None,
@@ -353,6 +361,15 @@ mod tests {
         assert_eq!(config.nats_prefix, "helpdesk");
         assert_eq!(config.idempotency_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.audit_anchor_interval, Duration::from_secs(3600));
+        assert_eq!(config.realtime.summary_cache, 50_000);
+    }
+
+    #[test]
+    fn the_feed_keeps_as_many_summaries_as_told_and_refuses_none() {
+        let config = config_from(&[("HELPDESK_REALTIME_SUMMARY_CACHE", "5000")]).unwrap();
+        assert_eq!(config.realtime.summary_cache, 5000);
+        let error = config_from(&[("HELPDESK_REALTIME_SUMMARY_CACHE", "0")]).unwrap_err();
+        assert_eq!(error.variable, "HELPDESK_REALTIME_SUMMARY_CACHE");
     }
 
     #[test]

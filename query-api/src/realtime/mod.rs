@@ -49,7 +49,8 @@ pub struct RealtimeSettings {
     pub write_timeout: Duration,
     /// How often WebSocket clients are pinged; one silent for three intervals is dropped.
     pub ping_interval: Duration,
-    /// Ticket summaries kept in memory to fold events without a read.
+    /// Ticket summaries kept in memory to fold events without a read
+    /// (`HELPDESK_REALTIME_SUMMARY_CACHE`).
     pub summary_cache: usize,
 }
 
