@@ -67,6 +67,7 @@ pub struct Metrics {
     realtime_connections: Gauge,
     realtime_dropped: Gauge,
     realtime_position: Gauge,
+    realtime_lag: Gauge,
 }
 
 impl Metrics {
@@ -133,6 +134,7 @@ impl Metrics {
         let realtime_connections = Gauge::default();
         let realtime_dropped = Gauge::default();
         let realtime_position = Gauge::default();
+        let realtime_lag = Gauge::default();
         registry.register(
             "realtime_connections",
             "Real-time sessions (WebSocket and SSE) open on this instance",
@@ -148,10 +150,17 @@ impl Metrics {
             "Events-stream sequence of the last message this instance's real-time feed handled",
             realtime_position.clone(),
         );
+        registry.register(
+            "realtime_lag",
+            "Messages of the events stream this instance's real-time feed has not handled yet \
+             (read at scrape time; -1 when the stream could not be read)",
+            realtime_lag.clone(),
+        );
         Metrics {
             realtime_connections,
             realtime_dropped,
             realtime_position,
+            realtime_lag,
             projection_position,
             projection_pending,
             projection_dead_letters,
@@ -212,11 +221,12 @@ impl Metrics {
     }
 
     /// Records the real-time feed's counters (read at scrape time).
-    pub fn record_realtime(&self, stats: RealtimeStats, cursor: u64) {
+    pub fn record_realtime(&self, stats: RealtimeStats, cursor: u64, lag: Option<u64>) {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.realtime_connections.set(count(stats.open));
         self.realtime_dropped.set(count(stats.dropped));
         self.realtime_position.set(count(cursor));
+        self.realtime_lag.set(lag.map_or(-1, count));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -281,9 +291,14 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
         Err(error) => tracing::warn!(%error, "could not read projection status for /metrics"),
     }
     if let Some(realtime) = &state.realtime {
+        let lag = realtime
+            .lag()
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "could not read the real-time lag"))
+            .ok();
         state
             .metrics
-            .record_realtime(realtime.stats(), realtime.cursor());
+            .record_realtime(realtime.stats(), realtime.cursor(), lag);
     }
     match state.metrics.render() {
         Ok(text) => {

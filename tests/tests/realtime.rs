@@ -344,6 +344,83 @@ fn metric(text: &str, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
 
+/// `helpdesk_realtime_lag` from the product's `/metrics`.
+async fn feed_lag(product: &Product) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", product.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric(&text, "helpdesk_realtime_lag")
+}
+
+/// Polls the feed's lag until `wanted` holds, for at most `seconds`; returns the last value.
+async fn lag_until(product: &Product, seconds: u64, wanted: impl Fn(i64) -> bool) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let lag = feed_lag(product).await;
+        if wanted(lag) || std::time::Instant::now() > deadline {
+            return lag;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn the_lag_gauge_shows_a_feed_held_up_by_an_event_and_zero_once_past_it() {
+    let (product, _) = product_with(&[]).await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let mut ws = WsClient::connect(&product.url, &agent.token).await;
+    ws.subscribe(json!({"id": "all", "queue": {}})).await;
+    let ticket = agent.open("cust-1", "Held up").await;
+    agent.status(&ticket, "open").await;
+    ws.read_until(|m| m["event_type"] == "TicketStatusChanged")
+        .await;
+    assert_eq!(lag_until(&product, 10, |lag| lag == 0).await, 0);
+
+    // That status change again, as the second event of a ticket the store does not hold: the
+    // feed cannot fold it, retries it (a store that is briefly unreachable looks the same), and
+    // meanwhile pushes nothing.
+    let js = async_nats::jetstream::new(
+        async_nats::connect(helpdesk_tests::nats_url())
+            .await
+            .unwrap(),
+    );
+    let mut stream = helpdesk_platform::nats::ensure_events_stream(&js, product.prefix())
+        .await
+        .unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let changed = stream.get_raw_message(last).await.unwrap();
+    let mut stray: helpdesk_schemas::EventEnvelope =
+        serde_json::from_slice(&changed.payload).unwrap();
+    assert_eq!(stray.event_type, "TicketStatusChanged");
+    stray.aggregate_id = uuid::Uuid::now_v7().to_string();
+    js.publish(
+        stray.subject(product.prefix()),
+        serde_json::to_vec(&stray).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    assert_eq!(
+        lag_until(&product, 10, |lag| lag >= 1).await,
+        1,
+        "the feed is one message behind the stream while it retries"
+    );
+    // After its retries the feed skips the event it cannot fold and catches up.
+    assert_eq!(lag_until(&product, 30, |lag| lag == 0).await, 0);
+    agent.status(&ticket, "pending").await;
+    let pushed = ws.next_of("update").await;
+    assert_eq!(
+        (&pushed["ticket"]["id"], &pushed["ticket"]["status"]),
+        (&json!(ticket), &json!("pending"))
+    );
+    product.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
     let (product, _) = product_with(&[

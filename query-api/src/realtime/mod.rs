@@ -135,6 +135,13 @@ impl Realtime {
         self.inner.cursor()
     }
 
+    /// Messages of the events stream this instance's feed has yet to handle: the stream's last
+    /// sequence minus [`Realtime::cursor`]. Pushes are that far behind the stream.
+    pub async fn lag(&self) -> Result<u64, String> {
+        let tail = feed::tail(&self.inner.js, &self.inner.settings.prefix).await?;
+        Ok(tail.cursor.saturating_sub(self.cursor()))
+    }
+
     /// Connections open now, and connections dropped since start-up because they fell behind.
     pub fn stats(&self) -> RealtimeStats {
         RealtimeStats {
