@@ -161,6 +161,12 @@ pub fn may_read_operations(principal: &Principal) -> bool {
     matches!(principal.role, Role::Manager | Role::Auditor | Role::Admin)
 }
 
+/// Whether the principal may read SLA reports (compliance and breaches): managers, auditors
+/// and admins, who oversee the desk; agents and customers may not.
+pub fn may_read_reports(principal: &Principal) -> bool {
+    matches!(principal.role, Role::Manager | Role::Auditor | Role::Admin)
+}
+
 /// Whether the principal may read internal notes.
 pub fn sees_internal_notes(principal: &Principal) -> bool {
     principal.is_staff() || principal.role == Role::Auditor
@@ -252,6 +258,21 @@ mod tests {
             decide(&customer, AgentScope::All, other, None),
             Access::Forbidden(_)
         ));
+    }
+
+    #[test]
+    fn sla_reports_are_for_managers_auditors_and_admins() {
+        let readers: Vec<Role> = [
+            Role::Customer,
+            Role::Agent,
+            Role::Manager,
+            Role::Auditor,
+            Role::Admin,
+        ]
+        .into_iter()
+        .filter(|role| may_read_reports(&principal(*role)))
+        .collect();
+        assert_eq!(readers, [Role::Manager, Role::Auditor, Role::Admin]);
     }
 
     #[test]

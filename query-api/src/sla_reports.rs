@@ -31,8 +31,7 @@ use axum::extract::{FromRef, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Utc};
-use helpdesk_domain::access::Principal;
-use helpdesk_domain::actor::Role;
+use helpdesk_domain::access::{self, Principal};
 use helpdesk_domain::sla::{SlaMetric, histogram};
 use helpdesk_platform::auth::{Authenticated, Verifier};
 use helpdesk_platform::problem::Problem;
@@ -358,10 +357,10 @@ fn last_of_month(day: NaiveDate) -> NaiveDate {
 pub(super) fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
-/// SLA reports are for managers, auditors and admins (operational oversight, like the pipeline
-/// status); agents and customers are refused.
+/// SLA reports are for managers, auditors and admins (`access::may_read_reports`); agents and
+/// customers are refused.
 pub(super) fn may_read_reports(principal: &Principal) -> Result<(), QueryError> {
-    if matches!(principal.role, Role::Manager | Role::Auditor | Role::Admin) {
+    if access::may_read_reports(principal) {
         Ok(())
     } else {
         Err(QueryError::Forbidden)
