@@ -184,6 +184,11 @@ impl Tally {
         }
     }
 
+    /// Forgets the changes at `granularity` (the rebuild sums quarters from months at the end).
+    pub fn forget(&mut self, granularity: Granularity) {
+        self.0.retain(|key, _| key.granularity != granularity);
+    }
+
     /// Adds another tally into this one.
     pub fn merge(&mut self, other: Tally) {
         for (key, delta) in other.0 {

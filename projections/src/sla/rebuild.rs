@@ -7,7 +7,10 @@
 //! `TicketSla` events with `apply`, each right after the ticket event it was decided at (the
 //! `ticket_sequence` in its metadata; global positions would not do, because the next ticket
 //! event may commit before the projection appended the previous one's SLA events). Rows and
-//! counts go through the same `TicketRows::record` as the live path, so they come out equal.
+//! counts go through the same `TicketRows::record` as the live path, so they come out equal;
+//! the quarter counts, which the live path adds per outcome, are summed from the month rows
+//! once at the end (a quarter's count is the sum of its months' either way), which spares the
+//! rebuild a third of its count writes.
 //!
 //! **Only what was decided is replayed.** A ticket is replayed up to its *frontier*: the last
 //! ticket sequence the old `sla_state` had applied, or, for a ticket without a state row, the
@@ -27,7 +30,7 @@ use helpdesk_domain::sla::SlaEvent;
 use helpdesk_domain::ticket::{TicketEvent, upcast};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::model::{Dims, MetricRow, Tally, TicketRows};
+use super::model::{Dims, Granularity, MetricRow, Tally, TicketRows};
 use super::store::{self, AGGREGATE_TYPE, TicketState};
 use crate::ProjectionError;
 
@@ -101,6 +104,8 @@ pub async fn rebuild(
             elapsed: started.elapsed(),
         });
     }
+    // A third of the count rows, summed once from the month rows instead of upserted per chunk.
+    store::sum_quarters_from_months(&mut tx).await?;
     tx.commit().await?;
     Ok(rebuilt)
 }
@@ -174,6 +179,7 @@ async fn replay_chunk(
     }
     store::insert_states(tx, &states).await?;
     store::save_rows(tx, &rows.iter().collect::<Vec<_>>()).await?;
+    tally.forget(Granularity::Quarter);
     store::apply_tally(tx, &tally).await
 }
 

@@ -257,6 +257,26 @@ pub async fn apply_tally(
     Ok(())
 }
 
+/// Writes every quarter's counts as the sum of its months' (the same rows counting each
+/// outcome at both granularities would give), for a rebuild that counted days and months only.
+/// Expects no quarter rows.
+pub async fn sum_quarters_from_months(
+    tx: &mut Transaction<'_, Postgres>,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO sla_report_counts \
+         SELECT metric, dimension, 'quarter', date_trunc('quarter', period)::date, key, outcome, \
+                business_minutes, sum(count)::bigint \
+           FROM sla_report_counts \
+          WHERE granularity = 'month' \
+          GROUP BY metric, dimension, date_trunc('quarter', period)::date, key, outcome, \
+                   business_minutes",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Why a batch of SLA events was decided: the metadata every one of them carries.
 #[derive(Debug, Clone)]
 pub struct Cause {
