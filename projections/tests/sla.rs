@@ -632,16 +632,35 @@ async fn answered_and_solved_tickets(harness: &Harness, tickets: usize) -> Vec<E
         harness.command(&id, agent_reply()).await;
         harness.command(&id, status(Status::Solved)).await;
     }
-    helpdesk_platform::event_log::next_batch(
-        &harness.pool,
-        helpdesk_platform::event_log::Cursor::default(),
-        10_000,
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|pending| pending.envelope)
-    .collect()
+    // The relay's read holds back events committed after the oldest transaction still open on
+    // the server, in any database: another test's long transaction (a rebuild) delays them.
+    // Read until all three events of every ticket are there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let envelopes: Vec<EventEnvelope> = helpdesk_platform::event_log::next_batch(
+            &harness.pool,
+            helpdesk_platform::event_log::Cursor::default(),
+            10_000,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|pending| pending.envelope)
+        .collect();
+        let ticket_events = envelopes
+            .iter()
+            .filter(|envelope| envelope.aggregate_type == "Ticket")
+            .count();
+        if ticket_events == 3 * tickets {
+            return envelopes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ticket_events} of {} ticket events readable after 180 s",
+            3 * tickets
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Each of the `tickets` tickets of [`answered_and_solved_tickets`] has its SLA events once, in
