@@ -344,15 +344,19 @@ fn metric(text: &str, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
 
-/// `helpdesk_realtime_lag` from the product's `/metrics`.
-async fn feed_lag(product: &Product) -> i64 {
-    let text = reqwest::get(format!("{}/metrics", product.url))
+/// The product's `/metrics` text.
+async fn metrics_text(product: &Product) -> String {
+    reqwest::get(format!("{}/metrics", product.url))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    metric(&text, "helpdesk_realtime_lag")
+        .unwrap()
+}
+
+/// `helpdesk_realtime_lag` from the product's `/metrics`.
+async fn feed_lag(product: &Product) -> i64 {
+    metric(&metrics_text(product).await, "helpdesk_realtime_lag")
 }
 
 /// Polls the feed's lag until `wanted` holds, for at most `seconds`; returns the last value.
@@ -429,14 +433,7 @@ async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
     ])
     .await;
     let agent = Caller::new(&product, "agent", "agent-7").await;
-    let metrics = || async {
-        reqwest::get(format!("{}/metrics", product.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_text(&product);
     let mut slow = WsClient::connect_with_small_buffer(&product.url, &agent.token).await;
     slow.subscribe(json!({"id": "all", "queue": {}})).await;
     let mut fast = WsClient::connect(&product.url, &agent.token).await;
