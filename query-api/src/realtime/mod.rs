@@ -137,9 +137,20 @@ impl Realtime {
 
     /// Messages of the events stream this instance's feed has yet to handle: the stream's last
     /// sequence minus [`Realtime::cursor`]. Pushes are that far behind the stream.
+    /// One read of the stream's state: it never creates the stream (a scrape must not).
     pub async fn lag(&self) -> Result<u64, String> {
-        let tail = feed::tail(&self.inner.js, &self.inner.settings.prefix).await?;
-        Ok(tail.cursor.saturating_sub(self.cursor()))
+        let name = helpdesk_schemas::events_stream_name(&self.inner.settings.prefix);
+        let stream = self
+            .inner
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stream
+            .cached_info()
+            .state
+            .last_sequence
+            .saturating_sub(self.cursor()))
     }
 
     /// Connections open now, and connections dropped since start-up because they fell behind.
