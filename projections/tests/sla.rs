@@ -591,16 +591,10 @@ async fn a_policy_created_or_changed_later_reaches_open_tickets_at_once_and_repl
 
     // And the policy event delivered again changes nothing, and a rebuild gives the same rows
     let stored = harness.event_count().await;
-    let envelopes = helpdesk_platform::event_log::next_batch(
-        &harness.pool,
-        helpdesk_platform::event_log::Cursor::default(),
-        10_000,
-    )
-    .await
-    .unwrap();
-    let policy_events: Vec<_> = envelopes
+    let policy_events: Vec<_> = harness
+        .committed_envelopes()
+        .await
         .into_iter()
-        .map(|pending| pending.envelope)
         .filter(|envelope| envelope.aggregate_type == "SlaPolicy")
         .collect();
     assert_eq!(policy_events.len(), 2);
@@ -632,35 +626,7 @@ async fn answered_and_solved_tickets(harness: &Harness, tickets: usize) -> Vec<E
         harness.command(&id, agent_reply()).await;
         harness.command(&id, status(Status::Solved)).await;
     }
-    // The relay's read holds back events committed after the oldest transaction still open on
-    // the server, in any database: another test's long transaction (a rebuild) delays them.
-    // Read until all three events of every ticket are there.
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let envelopes: Vec<EventEnvelope> = helpdesk_platform::event_log::next_batch(
-            &harness.pool,
-            helpdesk_platform::event_log::Cursor::default(),
-            10_000,
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|pending| pending.envelope)
-        .collect();
-        let ticket_events = envelopes
-            .iter()
-            .filter(|envelope| envelope.aggregate_type == "Ticket")
-            .count();
-        if ticket_events == 3 * tickets {
-            return envelopes;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{ticket_events} of {} ticket events readable after 180 s",
-            3 * tickets
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    harness.committed_envelopes().await
 }
 
 /// Each of the `tickets` tickets of [`answered_and_solved_tickets`] has its SLA events once, in

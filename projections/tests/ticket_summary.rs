@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use helpdesk_domain::ticket::{Priority, TicketCommand};
-use helpdesk_platform::event_log::{self, Cursor};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Applied, Projection, ProjectionError, dead_letters, rebuild};
@@ -22,13 +21,6 @@ fn settings(harness: &Harness) -> RuntimeSettings {
     let mut settings = RuntimeSettings::new(harness.prefix.clone());
     settings.retry_delay = std::time::Duration::from_millis(20);
     settings
-}
-
-async fn all_envelopes(harness: &Harness) -> Vec<EventEnvelope> {
-    let batch = event_log::next_batch(&harness.pool, Cursor::default(), 1_000_000)
-        .await
-        .unwrap();
-    batch.into_iter().map(|p| p.envelope).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +65,7 @@ async fn duplicated_and_reordered_events_leave_the_same_model_as_one_ordered_pas
     for n in 0..8 {
         harness.worked_ticket(n).await;
     }
-    let envelopes = all_envelopes(&harness).await;
+    let envelopes = harness.committed_envelopes().await;
     let projection = TicketSummary::new(harness.pool.clone());
     for envelope in &envelopes {
         assert_eq!(projection.apply(envelope).await.unwrap(), Applied::Applied);

@@ -119,6 +119,33 @@ impl Harness {
             .unwrap()
     }
 
+    /// Every event of the store in commit order, as the relay reads them. The relay's read
+    /// holds back events committed after the oldest transaction still open on the server, in
+    /// any database (`pg_snapshot_xmin` is cluster-wide), so another test's long transaction (a
+    /// rebuild) can hide the latest ones for a while: read until all of them are there (180 s).
+    pub async fn committed_envelopes(&self) -> Vec<helpdesk_schemas::EventEnvelope> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let stored = self.event_count().await;
+            let batch = helpdesk_platform::event_log::next_batch(
+                &self.pool,
+                helpdesk_platform::event_log::Cursor::default(),
+                1_000_000,
+            )
+            .await
+            .unwrap();
+            if i64::try_from(batch.len()).unwrap() == stored {
+                return batch.into_iter().map(|pending| pending.envelope).collect();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {stored} events readable after 180 s",
+                batch.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The whole ticket_summary table as JSON rows, ordered.
     pub async fn summary(&self) -> Vec<Value> {
         sqlx::query_scalar("SELECT to_jsonb(s) FROM ticket_summary s ORDER BY ticket_id")
