@@ -151,20 +151,20 @@ async fn missed_changes(
         recorded_at: chrono::DateTime<chrono::Utc>,
     }
     let rows: Vec<Row> = sqlx::query_as(
-            "SELECT sequence, event_type, metadata->>'actor_id' AS actor_id, \
+        "SELECT sequence, event_type, metadata->>'actor_id' AS actor_id, \
                     metadata->>'actor_role' AS actor_role, recorded_at \
                FROM events \
               WHERE aggregate_type = 'Ticket' AND aggregate_id = $1 AND sequence > $2 \
-                AND ($3 OR payload::jsonb #>> '{ReplyAdded,visibility}' IS DISTINCT FROM 'internal') \
+                AND ($3 OR payload #>> '{ReplyAdded,visibility}' IS DISTINCT FROM 'internal') \
               ORDER BY sequence LIMIT $4",
-        )
-        .bind(ticket_id)
-        .bind(i64::try_from(seen).unwrap_or(i64::MAX))
-        .bind(access::sees_internal_notes(principal))
-        .bind(MAX_LISTED_CHANGES)
-        .fetch_all(&state.pool)
-        .await
-        .map_err(ApiError::internal)?;
+    )
+    .bind(ticket_id)
+    .bind(i64::try_from(seen).unwrap_or(i64::MAX))
+    .bind(access::sees_internal_notes(principal))
+    .bind(MAX_LISTED_CHANGES)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(ApiError::internal)?;
     Ok(rows
         .into_iter()
         .map(|row| Change {

@@ -8,7 +8,7 @@ pub async fn current_policies<'e>(
     executor: impl sqlx::PgExecutor<'e>,
 ) -> Result<Vec<(PolicyRef, SlaPolicyDefinition)>, sqlx::Error> {
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT aggregate_id, payload::jsonb FROM events \
+        "SELECT aggregate_id, payload FROM events \
           WHERE aggregate_type = 'SlaPolicy' ORDER BY aggregate_id, sequence",
     )
     .fetch_all(executor)

@@ -73,7 +73,7 @@ pub fn ticket_id(path: Result<Path<String>, PathRejection>) -> Result<String, Qu
 
 /// The columns a [`StoredEvent`] is read from.
 const COLUMNS: &str = "aggregate_id, sequence, global_position, event_type, event_version, \
-     recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata, \
+     recorded_at, payload, metadata, \
      encode(hash, 'hex') AS hash";
 
 /// Every event of ticket `id`, oldest first; empty when there is no such ticket.
