@@ -293,11 +293,22 @@ impl Config {
             data_dir,
             log_format,
             idempotency_ttl: Duration::from_secs(ttl_hours * 3600),
-            db_max_connections: u32::try_from(db_max_connections).map_err(|_| ConfigError {
-                variable: "HELPDESK_DB_MAX_CONNECTIONS",
-                reason: "too large".into(),
-            })?,
+            db_max_connections: pool_size(db_max_connections)?,
         })
+    }
+}
+
+/// A pool needs two connections: work that holds a transaction open also reads on a second
+/// connection (the SLA rebuild reads the next chunk's events while it writes the current one).
+fn pool_size(value: u64) -> Result<u32, ConfigError> {
+    let error = |reason: &str| ConfigError {
+        variable: "HELPDESK_DB_MAX_CONNECTIONS",
+        reason: reason.into(),
+    };
+    match u32::try_from(value) {
+        Ok(size) if size >= 2 => Ok(size),
+        Ok(_) => Err(error("must be at least 2")),
+        Err(_) => Err(error("too large")),
     }
 }
 
@@ -378,6 +389,15 @@ mod tests {
         assert_eq!(error.variable, "HELPDESK_ADDR");
         let error = config_from(&[("HELPDESK_NATS_PREFIX", "a.b")]).unwrap_err();
         assert_eq!(error.variable, "HELPDESK_NATS_PREFIX");
+    }
+
+    #[test]
+    fn the_pool_holds_at_least_two_connections() {
+        let config = config_from(&[("HELPDESK_DB_MAX_CONNECTIONS", "2")]).unwrap();
+        assert_eq!(config.db_max_connections, 2);
+        let error = config_from(&[("HELPDESK_DB_MAX_CONNECTIONS", "1")]).unwrap_err();
+        assert_eq!(error.variable, "HELPDESK_DB_MAX_CONNECTIONS");
+        assert_eq!(error.reason, "must be at least 2");
     }
 
     #[test]

@@ -37,6 +37,11 @@ use crate::ProjectionError;
 /// Tickets replayed per round trip.
 const CHUNK: i64 = 500;
 
+/// Report-count changes kept in memory before they are written. Every chunk counts into the
+/// same days, months and keys, so adding them up across chunks writes each count row about
+/// once instead of once per chunk (the bound keeps a large store's tally at tens of MB).
+const TALLY_KEYS: usize = 100_000;
+
 /// Where a rebuild stands.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -75,6 +80,11 @@ pub struct StoredEvent {
 
 /// Replaces the SLA read model with one replayed from the stored ticket and SLA events;
 /// `report` is called after every chunk of tickets.
+///
+/// The events of the next chunk are read on a second connection while the current chunk is
+/// replayed and written in the rebuild's transaction. Reading outside that transaction sees
+/// what it would see: every statement of a read-committed transaction reads the latest
+/// committed rows, and the frontiers, read inside it, bound the ticket events either way.
 pub async fn rebuild(
     pool: &PgPool,
     mut report: impl FnMut(Progress),
@@ -83,31 +93,72 @@ pub async fn rebuild(
     let mut tx = pool.begin().await?;
     let total = prepare(&mut tx).await?;
     let mut rebuilt = Rebuilt::default();
-    let mut after = String::new();
-    loop {
-        let chunk: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT ticket_id, frontier FROM sla_rebuild_frontier WHERE ticket_id > $1 \
-              ORDER BY ticket_id LIMIT $2",
-        )
-        .bind(&after)
-        .bind(CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some((last, _)) = chunk.last() else {
-            break;
-        };
-        after.clone_from(last);
-        replay_chunk(&mut tx, &chunk, &mut rebuilt).await?;
+    let mut tally = Tally::default();
+    let mut chunk = next_chunk(&mut tx, "").await?;
+    let mut reading = chunk.as_ref().map(|chunk| read_ahead(pool, chunk));
+    while let (Some(current), Some(read)) = (chunk, reading.take()) {
+        let after = current.last().map(|(id, _)| id.clone()).unwrap_or_default();
+        chunk = next_chunk(&mut tx, &after).await?;
+        reading = chunk.as_ref().map(|chunk| read_ahead(pool, chunk));
+        let events = read
+            .await
+            .map_err(|error| ProjectionError::Unavailable(error.to_string()))??;
+        replay_chunk(&mut tx, &events, &mut rebuilt, &mut tally).await?;
+        if tally.0.len() >= TALLY_KEYS {
+            write_counts(&mut tx, &mut tally).await?;
+        }
         report(Progress {
             done: rebuilt.tickets,
             total,
             elapsed: started.elapsed(),
         });
     }
+    write_counts(&mut tx, &mut tally).await?;
     // A third of the count rows, summed once from the month rows instead of upserted per chunk.
     store::sum_quarters_from_months(&mut tx).await?;
     tx.commit().await?;
     Ok(rebuilt)
+}
+
+/// The tickets after `after` (in id order) and their frontiers; `None` past the last.
+async fn next_chunk(
+    tx: &mut Transaction<'_, Postgres>,
+    after: &str,
+) -> Result<Option<Vec<(String, i64)>>, ProjectionError> {
+    let chunk: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT ticket_id, frontier FROM sla_rebuild_frontier WHERE ticket_id > $1 \
+          ORDER BY ticket_id LIMIT $2",
+    )
+    .bind(after)
+    .bind(CHUNK)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok((!chunk.is_empty()).then_some(chunk))
+}
+
+type Reading = tokio::task::JoinHandle<Result<Vec<StoredEvent>, ProjectionError>>;
+
+/// Starts reading the events of `chunk` on a connection of its own.
+fn read_ahead(pool: &PgPool, chunk: &[(String, i64)]) -> Reading {
+    let pool = pool.clone();
+    let (ids, frontiers): (Vec<String>, Vec<i64>) = chunk.iter().cloned().unzip();
+    tokio::spawn(async move {
+        Ok(sqlx::query_as(
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
+                    e.payload, e.metadata, e.recorded_at, \
+                    e.event_id::text AS event_id \
+               FROM unnest($1::text[], $2::bigint[]) AS f(ticket_id, frontier) \
+               JOIN events e ON e.aggregate_id = f.ticket_id \
+                            AND e.aggregate_type IN ('Ticket', $3) \
+              WHERE e.aggregate_type = $3 OR e.sequence <= f.frontier \
+              ORDER BY e.aggregate_id, e.aggregate_type, e.sequence",
+        )
+        .bind(&ids)
+        .bind(&frontiers)
+        .bind(AGGREGATE_TYPE)
+        .fetch_all(&pool)
+        .await?)
+    })
 }
 
 /// Locks out writers, records every ticket's frontier, empties the tables; returns the number
@@ -121,7 +172,7 @@ async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<u64, ProjectionEr
          SELECT ticket_id, max(frontier) AS frontier FROM ( \
              SELECT ticket_id, last_sequence AS frontier FROM sla_state \
              UNION ALL \
-             SELECT aggregate_id, (metadata::jsonb ->> 'ticket_sequence')::bigint \
+             SELECT aggregate_id, (metadata ->> 'ticket_sequence')::bigint \
                FROM events WHERE aggregate_type = 'TicketSla') f \
           GROUP BY ticket_id",
     )
@@ -141,31 +192,26 @@ async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<u64, ProjectionEr
     Ok(u64::try_from(total).unwrap_or_default())
 }
 
-/// Replays a chunk of tickets and writes their state, rows and counts.
+/// Writes the day and month counts of `tally` and empties it (quarters are summed at the end).
+async fn write_counts(
+    tx: &mut Transaction<'_, Postgres>,
+    tally: &mut Tally,
+) -> Result<(), ProjectionError> {
+    let mut written = std::mem::take(tally);
+    written.forget(Granularity::Quarter);
+    store::apply_tally(tx, &written).await
+}
+
+/// Replays a chunk of tickets (their events in ticket, type, sequence order), writes their
+/// state and rows, and adds their counts to `tally`.
 async fn replay_chunk(
     tx: &mut Transaction<'_, Postgres>,
-    chunk: &[(String, i64)],
+    events: &[StoredEvent],
     rebuilt: &mut Rebuilt,
+    tally: &mut Tally,
 ) -> Result<(), ProjectionError> {
-    let (ids, frontiers): (Vec<String>, Vec<i64>) = chunk.iter().cloned().unzip();
-    let events: Vec<StoredEvent> = sqlx::query_as(
-        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
-                e.payload::jsonb AS payload, e.metadata::jsonb AS metadata, e.recorded_at, \
-                e.event_id::text AS event_id \
-           FROM unnest($1::text[], $2::bigint[]) AS f(ticket_id, frontier) \
-           JOIN events e ON e.aggregate_id = f.ticket_id \
-                        AND e.aggregate_type IN ('Ticket', $3) \
-          WHERE e.aggregate_type = $3 OR e.sequence <= f.frontier \
-          ORDER BY e.aggregate_id, e.aggregate_type, e.sequence",
-    )
-    .bind(&ids)
-    .bind(&frontiers)
-    .bind(AGGREGATE_TYPE)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut states = Vec::with_capacity(chunk.len());
+    let mut states = Vec::new();
     let mut rows: Vec<MetricRow> = Vec::new();
-    let mut tally = Tally::default();
     for ticket in events.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
         let split = ticket.partition_point(|event| event.aggregate_type == "Ticket");
         let (ticket_events, sla_events) = ticket.split_at(split);
@@ -178,9 +224,7 @@ async fn replay_chunk(
         states.push(replayed.state);
     }
     store::insert_states(tx, &states).await?;
-    store::save_rows(tx, &rows.iter().collect::<Vec<_>>()).await?;
-    tally.forget(Granularity::Quarter);
-    store::apply_tally(tx, &tally).await
+    store::save_rows(tx, &rows.iter().collect::<Vec<_>>()).await
 }
 
 /// One ticket, replayed.
