@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -83,6 +84,11 @@ struct Generation {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
+    /// Set while the rebuild that created this generation is its only writer (until it is
+    /// promoted): every document it writes was folded onto what the generation holds, so the
+    /// version check of [`Generation::write`], a lookup and a parse of the stored document per
+    /// write, cannot reject anything and is skipped.
+    sole_writer: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -157,6 +163,7 @@ impl Generation {
             reader,
             writer: Mutex::new(writer),
             fields,
+            sole_writer: AtomicBool::new(false),
         })
     }
 
@@ -276,9 +283,13 @@ impl Generation {
             }
         }
         let searcher = self.reader.searcher();
+        let checked = !self.sole_writer.load(Ordering::Acquire);
         for document in newest.into_values() {
-            let stored = self.stored(&searcher, &document.id)?;
-            if stored.is_some_and(|stored| stored.version() >= document.version()) {
+            if checked
+                && self
+                    .stored(&searcher, &document.id)?
+                    .is_some_and(|stored| stored.version() >= document.version())
+            {
                 continue;
             }
             writer.delete_term(Term::from_field_text(self.fields.id, &document.id));
@@ -685,7 +696,9 @@ impl TantivyBackend {
     }
 
     /// A fresh, empty next generation beside the serving one; it serves nothing until
-    /// [`TantivyBackend::promote`]d.
+    /// [`TantivyBackend::promote`]d. Until then its writer must be the one that folds every
+    /// document onto what the generation holds (the rebuild's replay): its writes are not
+    /// checked against the stored versions.
     pub fn new_generation(&self) -> Result<TantivyBackend, BackendError> {
         let number = self.current()?.number + 1;
         let path = self.root.join(format!("tickets_v{number}"));
@@ -694,6 +707,7 @@ impl TantivyBackend {
             std::fs::remove_dir_all(&path).map_err(unavailable)?;
         }
         let generation = Generation::open(&self.root, number)?;
+        generation.sole_writer.store(true, Ordering::Release);
         Ok(TantivyBackend {
             root: self.root.clone(),
             generation: RwLock::new(Arc::new(generation)),
@@ -704,6 +718,8 @@ impl TantivyBackend {
     /// removes the previous generation's directory.
     pub fn promote(&self, next: TantivyBackend) -> Result<(), BackendError> {
         let next = next.current()?;
+        // From now on the live projector writes it too.
+        next.sole_writer.store(false, Ordering::Release);
         let previous = {
             let mut serving = self
                 .generation
