@@ -851,3 +851,88 @@ async fn a_rebuilt_index_keeps_the_sla_state_of_every_ticket() {
     assert_eq!(documents[&opened[1]].sla_sequence, 1);
     assert_eq!(documents[&opened[2]].sla_sequence, 0);
 }
+
+#[tokio::test]
+async fn a_replay_committing_every_few_events_folds_the_documents_the_live_index_holds() {
+    use helpdesk_search::SearchBackend;
+    use helpdesk_search::projection::{ReplayBounds, replay_bounded};
+    use helpdesk_search::tantivy_backend::TantivyBackend;
+
+    let app = TestApp::spawn_with_search(AuthConfig::default()).await;
+    let word = unique_word("commits");
+    let mut opened = Vec::new();
+    let mut last = 0;
+    for i in 0..6 {
+        let mut ticket = sample_ticket();
+        ticket["description"] = Value::from(format!("{word} {i}"));
+        let (id, position) = open(&app, ticket).await;
+        opened.push(id);
+        last = position;
+    }
+    // Each ticket's events are spread over the whole store, so with a commit every few
+    // events most documents are written, dropped and read back from the index several times.
+    for (round, status) in ["open", "pending", "solved"].into_iter().enumerate() {
+        for (i, id) in opened.iter().enumerate() {
+            let (method, path, body) = match (round + i) % 3 {
+                0 => (
+                    Method::POST,
+                    format!("/api/v1/tickets/{id}/interactions"),
+                    json!({"body": format!("reply {round} to {i}")}),
+                ),
+                1 => (
+                    Method::PUT,
+                    format!("/api/v1/tickets/{id}/assign"),
+                    json!({"assignee": format!("agent-{round}")}),
+                ),
+                _ => (
+                    Method::PUT,
+                    format!("/api/v1/tickets/{id}/status"),
+                    json!({"status": status}),
+                ),
+            };
+            (_, last) = command(&app, method, &path, body).await;
+        }
+    }
+    wait_until_indexed(&app, last).await;
+    let start = Utc::now();
+    let mut sla = sla_state_of(&opened[2]);
+    append_sla_events(&app, &mut sla, &[first_reply_activated(start)]).await;
+    append_sla_events(
+        &app,
+        &mut sla,
+        &[first_reply_breached(start + Span::hours(1))],
+    )
+    .await;
+    let q = format!("{word} sla:breached");
+    wait_for_hits(&app, "agent-1", "agent", &q, &[&opened[2]]).await;
+
+    let (_, index, _) = app.search.clone().unwrap();
+    let live = index.backend().get(&opened).await.unwrap();
+    assert_eq!(live.len(), opened.len());
+    let stored = app.event_count().await as u64;
+    let every_five_events = ReplayBounds {
+        batch: 3,
+        events: 5,
+        bytes: usize::MAX,
+    };
+    let every_read = ReplayBounds {
+        batch: 3,
+        events: u64::MAX,
+        bytes: 1,
+    };
+    for bounds in [every_five_events, every_read] {
+        let directory = tempfile::tempdir().unwrap();
+        let backend = TantivyBackend::open(directory.path()).unwrap();
+        let (cursor, replayed) =
+            replay_bounded(&app.pool, &backend, Default::default(), bounds, |_| {})
+                .await
+                .unwrap();
+        assert!(replayed >= stored, "{bounds:?}: {replayed} of {stored}");
+        assert_eq!(
+            backend.checkpoint().unwrap(),
+            Some(cursor.position),
+            "{bounds:?}"
+        );
+        assert_eq!(backend.get(&opened).await.unwrap(), live, "{bounds:?}");
+    }
+}

@@ -90,6 +90,25 @@ impl TicketDocument {
         self.last_sequence + self.sla_sequence
     }
 
+    /// Roughly the memory the document holds: its own size and the text it owns (SLA clocks
+    /// are counted by their inline size). What a replay adds up to bound what it holds.
+    pub fn approximate_bytes(&self) -> usize {
+        let optional = |text: &Option<String>| text.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<TicketDocument>()
+            + self.id.capacity()
+            + self.subject.capacity()
+            + self.description.capacity()
+            + self.public_text.capacity()
+            + self.internal_text.capacity()
+            + self.requester_id.capacity()
+            + optional(&self.requester_name)
+            + optional(&self.requester_email)
+            + optional(&self.assignee)
+            + optional(&self.group)
+            + self.tags.capacity() * std::mem::size_of::<String>()
+            + self.tags.iter().map(String::capacity).sum::<usize>()
+    }
+
     /// Folds `change` onto `current` (the stored document, `None` when there is none yet).
     pub fn fold(current: Option<&TicketDocument>, change: Change) -> Folded {
         let last = current.map_or(0, |document| document.last_sequence);

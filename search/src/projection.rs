@@ -466,27 +466,64 @@ impl Batcher {
 /// `TicketSla` events are folded alike, in the store's commit order, so a ticket's SLA events
 /// always come after the event that opened it.
 ///
-/// The next batch is read while this one is folded. Folded documents stay in memory across
-/// batches (up to [`REPLAY_KEEP`] of them after a commit), so a ticket's later events rarely
-/// read its document back from the index, and the index is committed every
-/// [`REPLAY_COMMIT_EVERY`] events (and at the end) rather than per batch: a rebuild is one
-/// long write, and what a crash loses is replayed again from the last commit's checkpoint.
+/// The next batch is read while this one is folded. Folded documents stay in memory between
+/// two commits of the index, so a ticket's later events in that stretch never read its
+/// document back from the index. The index is committed (and those documents written and
+/// dropped) every [`REPLAY_COMMIT_EVERY`] events, sooner once the documents held take
+/// [`REPLAY_MEMORY`] bytes, and at the end: a rebuild is one long write, each commit costs a
+/// segment flush and the merges behind it, and what a crash loses is replayed again from the
+/// last commit's checkpoint.
 pub async fn replay(
     pool: &PgPool,
     backend: &dyn SearchBackend,
     after: Cursor,
+    report: impl FnMut(u64),
+) -> Result<(Cursor, u64), ProjectionError> {
+    replay_bounded(pool, backend, after, ReplayBounds::default(), report).await
+}
+
+/// How a replay reads and when it commits: after `events` events, or sooner once the folded
+/// documents it holds take `bytes` bytes (both checked between two reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayBounds {
+    /// Events read from the store per query.
+    pub batch: i64,
+    /// Events folded between two commits, at most.
+    pub events: u64,
+    /// Bytes of folded documents held between two commits, at most (roughly: see
+    /// [`TicketDocument::approximate_bytes`]).
+    pub bytes: usize,
+}
+
+impl Default for ReplayBounds {
+    fn default() -> Self {
+        ReplayBounds {
+            batch: 2000,
+            events: REPLAY_COMMIT_EVERY,
+            bytes: REPLAY_MEMORY,
+        }
+    }
+}
+
+/// [`replay`] with other bounds (tests make a small store commit many times).
+pub async fn replay_bounded(
+    pool: &PgPool,
+    backend: &dyn SearchBackend,
+    after: Cursor,
+    bounds: ReplayBounds,
     mut report: impl FnMut(u64),
 ) -> Result<(Cursor, u64), ProjectionError> {
-    const BATCH: i64 = 2000;
     let read = |after: Cursor| {
         let pool = pool.clone();
-        tokio::spawn(async move { event_log::next_batch(&pool, after, BATCH).await })
+        tokio::spawn(async move { event_log::next_batch(&pool, after, bounds.batch).await })
     };
     let mut cursor = after;
     let mut done = 0u64;
-    let mut known = HashMap::new();
+    let mut known: HashMap<String, TicketDocument> = HashMap::new();
     let mut changed = std::collections::HashSet::new();
     let mut uncommitted = 0u64;
+    // What the documents in `known` take, by `approximate_bytes`.
+    let mut held = 0usize;
     let mut next = read(cursor);
     loop {
         let batch = (&mut next)
@@ -496,11 +533,21 @@ pub async fn replay(
         if let Some(last) = last {
             next = read(last);
         }
-        if uncommitted > 0 && (last.is_none() || uncommitted >= REPLAY_COMMIT_EVERY) {
-            let documents = known
-                .iter()
-                .filter(|(id, _)| changed.contains(*id))
-                .map(|(_, document): (&String, &TicketDocument)| document.clone())
+        if uncommitted > 0
+            && (last.is_none() || uncommitted >= bounds.events || held >= bounds.bytes)
+        {
+            tracing::debug!(
+                events = uncommitted,
+                documents = changed.len(),
+                held,
+                "search replay commit"
+            );
+            // Everything held is dropped: the changed documents go to the index, and the
+            // rest are as the index holds them.
+            let documents: Vec<TicketDocument> = known
+                .drain()
+                .filter(|(id, _)| changed.contains(id))
+                .map(|(_, document)| document)
                 .collect();
             backend
                 .write(documents, Some(cursor.position))
@@ -508,19 +555,30 @@ pub async fn replay(
                 .map_err(projection_error)?;
             changed.clear();
             uncommitted = 0;
-            if known.len() > REPLAY_KEEP {
-                known.clear();
-            }
+            held = 0;
         }
         let Some(last) = last else {
             return Ok((cursor, done));
         };
         let envelopes: Vec<EventEnvelope> = batch.into_iter().map(|p| p.envelope).collect();
+        let touched: std::collections::HashSet<&str> = envelopes
+            .iter()
+            .map(|envelope| envelope.aggregate_id.as_str())
+            .collect();
+        let size = |known: &HashMap<String, TicketDocument>| -> usize {
+            touched
+                .iter()
+                .filter_map(|id| known.get(*id))
+                .map(TicketDocument::approximate_bytes)
+                .sum()
+        };
+        let before = size(&known);
         let outcomes = fold_batch(backend, &mut known, &mut changed, &envelopes).await;
         if let Some(Err(error)) = outcomes.into_iter().find(Result::is_err) {
             // The store is read in order, so a gap here means an unreadable store.
             return Err(error);
         }
+        held = (held + size(&known)).saturating_sub(before);
         let folded = envelopes.len() as u64;
         done += folded;
         uncommitted += folded;
@@ -529,7 +587,7 @@ pub async fn replay(
     }
 }
 
-/// Events a replay folds between two commits of the index.
-const REPLAY_COMMIT_EVERY: u64 = 50_000;
-/// Documents a replay keeps in memory after a commit (more are dropped).
-const REPLAY_KEEP: usize = 50_000;
+/// Events a replay folds between two commits of the index, at most.
+const REPLAY_COMMIT_EVERY: u64 = 200_000;
+/// Bytes of folded documents a replay holds before it commits early.
+const REPLAY_MEMORY: usize = 128 << 20;
