@@ -4,13 +4,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// jemalloc rather than the system's malloc: the rebuilds and the index writer allocate and
-/// free from several threads at a high rate, where glibc's malloc cost a quarter of the CPU
-/// (ADR 0010).
-#[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[derive(Parser)]
 #[command(
     name = "helpdesk",
