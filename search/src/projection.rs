@@ -470,9 +470,8 @@ impl Batcher {
 /// two commits of the index, so a ticket's later events in that stretch never read its
 /// document back from the index. The index is committed (and those documents written and
 /// dropped) every [`REPLAY_COMMIT_EVERY`] events, sooner once the documents held take
-/// [`REPLAY_MEMORY`] bytes, and at the end: a rebuild is one long write, each commit costs a
-/// segment flush and the merges behind it, and what a crash loses is replayed again from the
-/// last commit's checkpoint.
+/// [`REPLAY_MEMORY`] bytes, and at the end: a rebuild is one long write, and each commit costs
+/// a segment flush and the merges behind it.
 pub async fn replay(
     pool: &PgPool,
     backend: &dyn SearchBackend,
