@@ -785,19 +785,26 @@ async fn a_customer_may_not_search_by_sla_state() {
     assert_eq!(auditor["total"], 0);
 }
 
+/// Opens `count` sample tickets described as "`word` 0", "`word` 1", …; their ids, and the
+/// position of the last.
+async fn open_numbered(app: &TestApp, word: &str, count: usize) -> (Vec<String>, i64) {
+    let mut opened = Vec::new();
+    let mut last = 0;
+    for i in 0..count {
+        let mut ticket = sample_ticket();
+        ticket["description"] = Value::from(format!("{word} {i}"));
+        let (id, position) = open(app, ticket).await;
+        opened.push(id);
+        last = position;
+    }
+    (opened, last)
+}
+
 #[tokio::test]
 async fn a_rebuilt_index_keeps_the_sla_state_of_every_ticket() {
     let app = TestApp::spawn_with_search(AuthConfig::default()).await;
     let word = unique_word("rebuilt");
-    let mut opened = Vec::new();
-    let mut last = 0;
-    for _ in 0..3 {
-        let mut ticket = sample_ticket();
-        ticket["description"] = Value::from(format!("{word} here"));
-        let (id, position) = open(&app, ticket).await;
-        opened.push(id);
-        last = position;
-    }
+    let (opened, last) = open_numbered(&app, &word, 3).await;
     wait_until_indexed(&app, last).await;
     let start = Utc::now();
     let mut breached = sla_state_of(&opened[0]);
@@ -860,15 +867,7 @@ async fn a_replay_committing_every_few_events_folds_the_documents_the_live_index
 
     let app = TestApp::spawn_with_search(AuthConfig::default()).await;
     let word = unique_word("commits");
-    let mut opened = Vec::new();
-    let mut last = 0;
-    for i in 0..6 {
-        let mut ticket = sample_ticket();
-        ticket["description"] = Value::from(format!("{word} {i}"));
-        let (id, position) = open(&app, ticket).await;
-        opened.push(id);
-        last = position;
-    }
+    let (opened, mut last) = open_numbered(&app, &word, 6).await;
     // Each ticket's events are spread over the whole store, so with a commit every few
     // events most documents are written, dropped and read back from the index several times.
     for (round, status) in ["open", "pending", "solved"].into_iter().enumerate() {
