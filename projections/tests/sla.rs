@@ -415,6 +415,18 @@ async fn a_rebuild_replays_the_stored_sla_events_into_identical_rows_and_counts(
     assert_eq!(replayed[1], live[1], "sla_metric");
     assert_eq!(replayed[2], live[2], "sla_report_counts");
     assert!(!live[2].is_empty());
+
+    // And so does a rebuild reading two tickets at a time, whose chunks are read, replayed
+    // and written at once
+    let rebuilt = sla::rebuild::rebuild_in_chunks(&harness.pool, 2, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.tickets, tickets.len() as u64);
+    assert_eq!(
+        snapshot(&harness.pool).await,
+        live,
+        "rebuilt two tickets at a time"
+    );
     harness.delete_streams().await;
 }
 

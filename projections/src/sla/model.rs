@@ -61,6 +61,16 @@ pub enum Outcome {
     Breached,
 }
 
+impl Outcome {
+    /// The wire name, as `sla_metric.outcome` holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Achieved => "achieved",
+            Outcome::Breached => "breached",
+        }
+    }
+}
+
 /// One row of `sla_metric`: one activation of one metric of one ticket that had a target.
 ///
 /// Field names are the column names: rows travel to and from Postgres as JSON.

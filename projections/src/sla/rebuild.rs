@@ -30,8 +30,8 @@ use helpdesk_domain::sla::SlaEvent;
 use helpdesk_domain::ticket::{TicketEvent, upcast};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::model::{Dims, Granularity, MetricRow, Tally, TicketRows};
-use super::store::{self, AGGREGATE_TYPE, TicketState};
+use super::model::{Dims, Granularity, Tally, TicketRows};
+use super::store::{self, AGGREGATE_TYPE, MetricColumns, TicketState};
 use crate::ProjectionError;
 
 /// Tickets replayed per round trip.
@@ -80,13 +80,23 @@ pub struct StoredEvent {
 
 /// Replaces the SLA read model with one replayed from the stored ticket and SLA events;
 /// `report` is called after every chunk of tickets.
-///
-/// The events of the next chunk are read on a second connection while the current chunk is
-/// replayed and written in the rebuild's transaction. Reading outside that transaction sees
-/// what it would see: every statement of a read-committed transaction reads the latest
-/// committed rows, and the frontiers, read inside it, bound the ticket events either way.
 pub async fn rebuild(
     pool: &PgPool,
+    report: impl FnMut(Progress),
+) -> Result<Rebuilt, ProjectionError> {
+    rebuild_in_chunks(pool, CHUNK, report).await
+}
+
+/// [`rebuild`], `tickets` per chunk (tests use small chunks).
+///
+/// Three things run at once: the next chunk's events are read on a second connection, the
+/// current chunk is replayed on a blocking thread, and the previous one is written in the
+/// rebuild's transaction. Reading outside that transaction sees what it would see: every
+/// statement of a read-committed transaction reads the latest committed rows, and the
+/// frontiers, read inside it, bound the ticket events.
+pub async fn rebuild_in_chunks(
+    pool: &PgPool,
+    tickets: i64,
     mut report: impl FnMut(Progress),
 ) -> Result<Rebuilt, ProjectionError> {
     let started = Instant::now();
@@ -94,16 +104,28 @@ pub async fn rebuild(
     let total = prepare(&mut tx).await?;
     let mut rebuilt = Rebuilt::default();
     let mut tally = Tally::default();
-    let mut chunk = next_chunk(&mut tx, "").await?;
+    let mut chunk = next_chunk(&mut tx, "", tickets).await?;
     let mut reading = chunk.as_ref().map(|chunk| read_ahead(pool, chunk));
+    let mut unwritten: Option<Batch> = None;
     while let (Some(current), Some(read)) = (chunk, reading.take()) {
         let after = current.last().map(|(id, _)| id.clone()).unwrap_or_default();
-        chunk = next_chunk(&mut tx, &after).await?;
+        chunk = next_chunk(&mut tx, &after, tickets).await?;
         reading = chunk.as_ref().map(|chunk| read_ahead(pool, chunk));
         let events = read
             .await
             .map_err(|error| ProjectionError::Unavailable(error.to_string()))??;
-        replay_chunk(&mut tx, &events, &mut rebuilt, &mut tally).await?;
+        let replaying = tokio::task::spawn_blocking(move || replay_chunk(&events));
+        if let Some(batch) = unwritten.take() {
+            write_batch(&mut tx, &batch).await?;
+        }
+        let mut batch = replaying
+            .await
+            .map_err(|error| ProjectionError::Unavailable(error.to_string()))??;
+        rebuilt.tickets += batch.rebuilt.tickets;
+        rebuilt.ticket_events += batch.rebuilt.ticket_events;
+        rebuilt.sla_events += batch.rebuilt.sla_events;
+        tally.merge(std::mem::take(&mut batch.tally));
+        unwritten = Some(batch);
         if tally.0.len() >= TALLY_KEYS {
             write_counts(&mut tx, &mut tally).await?;
         }
@@ -113,6 +135,9 @@ pub async fn rebuild(
             elapsed: started.elapsed(),
         });
     }
+    if let Some(batch) = unwritten {
+        write_batch(&mut tx, &batch).await?;
+    }
     write_counts(&mut tx, &mut tally).await?;
     // A third of the count rows, summed once from the month rows instead of upserted per chunk.
     store::sum_quarters_from_months(&mut tx).await?;
@@ -120,17 +145,18 @@ pub async fn rebuild(
     Ok(rebuilt)
 }
 
-/// The tickets after `after` (in id order) and their frontiers; `None` past the last.
+/// The `tickets` tickets after `after` (in id order) and their frontiers; `None` past the last.
 async fn next_chunk(
     tx: &mut Transaction<'_, Postgres>,
     after: &str,
+    tickets: i64,
 ) -> Result<Option<Vec<(String, i64)>>, ProjectionError> {
     let chunk: Vec<(String, i64)> = sqlx::query_as(
         "SELECT ticket_id, frontier FROM sla_rebuild_frontier WHERE ticket_id > $1 \
           ORDER BY ticket_id LIMIT $2",
     )
     .bind(after)
-    .bind(CHUNK)
+    .bind(tickets)
     .fetch_all(&mut **tx)
     .await?;
     Ok((!chunk.is_empty()).then_some(chunk))
@@ -202,29 +228,41 @@ async fn write_counts(
     store::apply_tally(tx, &written).await
 }
 
-/// Replays a chunk of tickets (their events in ticket, type, sequence order), writes their
-/// state and rows, and adds their counts to `tally`.
-async fn replay_chunk(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[StoredEvent],
-    rebuilt: &mut Rebuilt,
-    tally: &mut Tally,
-) -> Result<(), ProjectionError> {
-    let mut states = Vec::new();
-    let mut rows: Vec<MetricRow> = Vec::new();
+/// A chunk of tickets, replayed and not yet written.
+#[derive(Debug, Default)]
+struct Batch {
+    states: Vec<TicketState>,
+    rows: MetricColumns,
+    tally: Tally,
+    rebuilt: Rebuilt,
+}
+
+/// Replays a chunk of tickets (their events in ticket, type, sequence order).
+fn replay_chunk(events: &[StoredEvent]) -> Result<Batch, ProjectionError> {
+    let mut batch = Batch::default();
     for ticket in events.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
         let split = ticket.partition_point(|event| event.aggregate_type == "Ticket");
         let (ticket_events, sla_events) = ticket.split_at(split);
         let replayed = replay(ticket_events, sla_events)?;
-        rebuilt.tickets += 1;
-        rebuilt.ticket_events += ticket_events.len() as u64;
-        rebuilt.sla_events += sla_events.len() as u64;
-        rows.extend(replayed.rows.all().cloned());
-        tally.merge(replayed.tally);
-        states.push(replayed.state);
+        batch.rebuilt.tickets += 1;
+        batch.rebuilt.ticket_events += ticket_events.len() as u64;
+        batch.rebuilt.sla_events += sla_events.len() as u64;
+        for row in replayed.rows.all() {
+            batch.rows.push(row)?;
+        }
+        batch.tally.merge(replayed.tally);
+        batch.states.push(replayed.state);
     }
-    store::insert_states(tx, &states).await?;
-    store::save_rows(tx, &rows.iter().collect::<Vec<_>>()).await
+    Ok(batch)
+}
+
+/// Writes the state and rows of a replayed chunk (its counts are in the rebuild's tally).
+async fn write_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+) -> Result<(), ProjectionError> {
+    store::insert_states(tx, &batch.states).await?;
+    store::insert_rows(tx, &batch.rows).await
 }
 
 /// One ticket, replayed.

@@ -11,7 +11,10 @@ use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
 
-use super::model::{Dims, MetricRow, Tally, TicketRows};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgArguments;
+
+use super::model::{Dims, MetricRow, Outcome, Tally, TicketRows};
 use crate::ProjectionError;
 
 /// The aggregate type SLA events are stored under (one aggregate per ticket, same id).
@@ -132,7 +135,8 @@ pub async fn save(
     Ok(())
 }
 
-/// Inserts many state rows at once (the rebuild).
+/// Inserts many state rows at once (the rebuild): one array per column, so that Postgres
+/// parses only the engine's JSON.
 pub async fn insert_states(
     tx: &mut Transaction<'_, Postgres>,
     states: &[TicketState],
@@ -140,14 +144,34 @@ pub async fn insert_states(
     if states.is_empty() {
         return Ok(());
     }
+    let column = |field: fn(&TicketState) -> Option<&str>| -> Vec<Option<&str>> {
+        states.iter().map(field).collect()
+    };
     sqlx::query(
         "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
              last_event_id, priority, group_id, assignee, channel) \
-         SELECT ticket_id, engine, last_sequence, last_sla_sequence, last_event_id, priority, \
-                group_id, assignee, channel \
-           FROM jsonb_populate_recordset(NULL::sla_state, $1)",
+         SELECT * FROM UNNEST($1::text[], $2::jsonb[], $3::int8[], $4::int8[], $5::text[], \
+                              $6::text[], $7::text[], $8::text[], $9::text[])",
     )
-    .bind(sqlx::types::Json(states))
+    .bind(column(|s| Some(&s.ticket_id)))
+    .bind(
+        states
+            .iter()
+            .map(|s| sqlx::types::Json(&s.engine))
+            .collect::<Vec<_>>(),
+    )
+    .bind(states.iter().map(|s| s.last_sequence).collect::<Vec<_>>())
+    .bind(
+        states
+            .iter()
+            .map(|s| s.last_sla_sequence)
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|s| s.last_event_id.as_deref()))
+    .bind(column(|s| Some(&s.dims.priority)))
+    .bind(column(|s| s.dims.group_id.as_deref()))
+    .bind(column(|s| s.dims.assignee.as_deref()))
+    .bind(column(|s| Some(&s.dims.channel)))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -175,6 +199,121 @@ pub async fn load_rows(
     Ok(TicketRows::loaded(ticket_id, rows))
 }
 
+/// `sla_metric` rows as one array per column, the shape `UNNEST` reads: Postgres parses no
+/// JSON and no text for them.
+#[derive(Debug, Default)]
+pub struct MetricColumns {
+    ticket_id: Vec<String>,
+    metric: Vec<&'static str>,
+    activation: Vec<i32>,
+    policy_id: Vec<String>,
+    policy_version: Vec<i64>,
+    target_minutes: Vec<i32>,
+    started_at: Vec<DateTime<Utc>>,
+    activated_at: Vec<DateTime<Utc>>,
+    due_at: Vec<DateTime<Utc>>,
+    paused: Vec<bool>,
+    fulfilled_at: Vec<Option<DateTime<Utc>>>,
+    business_minutes: Vec<Option<i64>>,
+    breached_at: Vec<Option<DateTime<Utc>>>,
+    withdrawn_at: Vec<Option<DateTime<Utc>>>,
+    outcome: Vec<Option<&'static str>>,
+    priority: Vec<String>,
+    group_id: Vec<Option<String>>,
+    assignee: Vec<Option<String>>,
+    channel: Vec<String>,
+}
+
+impl MetricColumns {
+    /// Appends a row; refuses numbers the columns cannot hold.
+    pub fn push(&mut self, row: &MetricRow) -> Result<(), ProjectionError> {
+        let out_of_range = |what: &str| {
+            ProjectionError::Permanent(format!(
+                "{what} of {} {} activation {} does not fit its sla_metric column",
+                row.ticket_id, row.metric, row.activation
+            ))
+        };
+        let activation = i32::try_from(row.activation).map_err(|_| out_of_range("activation"))?;
+        let policy_version =
+            i64::try_from(row.policy_version).map_err(|_| out_of_range("policy_version"))?;
+        let target_minutes =
+            i32::try_from(row.target_minutes).map_err(|_| out_of_range("target_minutes"))?;
+        let business_minutes = row
+            .business_minutes
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| out_of_range("business_minutes"))?;
+        self.ticket_id.push(row.ticket_id.clone());
+        self.metric.push(row.metric.as_str());
+        self.activation.push(activation);
+        self.policy_id.push(row.policy_id.clone());
+        self.policy_version.push(policy_version);
+        self.target_minutes.push(target_minutes);
+        self.started_at.push(row.started_at);
+        self.activated_at.push(row.activated_at);
+        self.due_at.push(row.due_at);
+        self.paused.push(row.paused);
+        self.fulfilled_at.push(row.fulfilled_at);
+        self.business_minutes.push(business_minutes);
+        self.breached_at.push(row.breached_at);
+        self.withdrawn_at.push(row.withdrawn_at);
+        self.outcome.push(row.outcome.map(Outcome::as_str));
+        self.priority.push(row.dims.priority.clone());
+        self.group_id.push(row.dims.group_id.clone());
+        self.assignee.push(row.dims.assignee.clone());
+        self.channel.push(row.dims.channel.clone());
+        Ok(())
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.ticket_id.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ticket_id.is_empty()
+    }
+
+    /// `sql` (an `INSERT INTO sla_metric` reading `UNNEST($1 … $19)`) with the columns bound.
+    fn bind(&self, sql: &'static str) -> sqlx::query::Query<'_, Postgres, PgArguments> {
+        sqlx::query(sql)
+            .bind(&self.ticket_id)
+            .bind(&self.metric)
+            .bind(&self.activation)
+            .bind(&self.policy_id)
+            .bind(&self.policy_version)
+            .bind(&self.target_minutes)
+            .bind(&self.started_at)
+            .bind(&self.activated_at)
+            .bind(&self.due_at)
+            .bind(&self.paused)
+            .bind(&self.fulfilled_at)
+            .bind(&self.business_minutes)
+            .bind(&self.breached_at)
+            .bind(&self.withdrawn_at)
+            .bind(&self.outcome)
+            .bind(&self.priority)
+            .bind(&self.group_id)
+            .bind(&self.assignee)
+            .bind(&self.channel)
+    }
+}
+
+/// Inserting [`MetricColumns`]; [`save_rows`] adds the conflict clause.
+macro_rules! insert_metric_columns {
+    () => {
+        "INSERT INTO sla_metric AS m (ticket_id, metric, activation, policy_id, policy_version, \
+             target_minutes, started_at, activated_at, due_at, paused, fulfilled_at, \
+             business_minutes, breached_at, withdrawn_at, outcome, priority, group_id, assignee, \
+             channel) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], \
+             $6::int4[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bool[], \
+             $11::timestamptz[], $12::int8[], $13::timestamptz[], $14::timestamptz[], $15::text[], \
+             $16::text[], $17::text[], $18::text[], $19::text[])"
+    };
+}
+
 /// Inserts or replaces `sla_metric` rows.
 pub async fn save_rows(
     tx: &mut Transaction<'_, Postgres>,
@@ -183,10 +322,14 @@ pub async fn save_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO sla_metric AS m \
-         SELECT * FROM jsonb_populate_recordset(NULL::sla_metric, $1) \
-         ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
+    let mut columns = MetricColumns::default();
+    for row in rows {
+        columns.push(row)?;
+    }
+    columns
+        .bind(concat!(
+            insert_metric_columns!(),
+            " ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
              policy_id = EXCLUDED.policy_id, policy_version = EXCLUDED.policy_version, \
              target_minutes = EXCLUDED.target_minutes, started_at = EXCLUDED.started_at, \
              activated_at = EXCLUDED.activated_at, due_at = EXCLUDED.due_at, \
@@ -194,11 +337,25 @@ pub async fn save_rows(
              business_minutes = EXCLUDED.business_minutes, breached_at = EXCLUDED.breached_at, \
              withdrawn_at = EXCLUDED.withdrawn_at, outcome = EXCLUDED.outcome, \
              priority = EXCLUDED.priority, group_id = EXCLUDED.group_id, \
-             assignee = EXCLUDED.assignee, channel = EXCLUDED.channel",
-    )
-    .bind(sqlx::types::Json(rows))
-    .execute(&mut **tx)
-    .await?;
+             assignee = EXCLUDED.assignee, channel = EXCLUDED.channel"
+        ))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Inserts `sla_metric` rows that cannot exist yet (the rebuild, into an emptied table).
+pub async fn insert_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    columns: &MetricColumns,
+) -> Result<(), ProjectionError> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    columns
+        .bind(insert_metric_columns!())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
