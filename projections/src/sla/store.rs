@@ -275,7 +275,20 @@ impl MetricColumns {
         self.ticket_id.is_empty()
     }
 
-    /// `sql` (an `INSERT INTO sla_metric` reading `UNNEST($1 … $19)`) with the columns bound.
+    /// Runs `sql` (an `INSERT INTO sla_metric` reading `UNNEST($1 … $19)`) with the columns
+    /// bound, unless there are no rows.
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        sql: &'static str,
+    ) -> Result<(), ProjectionError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.bind(sql).execute(&mut **tx).await?;
+        Ok(())
+    }
+
     fn bind(&self, sql: &'static str) -> sqlx::query::Query<'_, Postgres, PgArguments> {
         sqlx::query(sql)
             .bind(&self.ticket_id)
@@ -319,17 +332,16 @@ pub async fn save_rows(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[&MetricRow],
 ) -> Result<(), ProjectionError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     let mut columns = MetricColumns::default();
     for row in rows {
         columns.push(row)?;
     }
     columns
-        .bind(concat!(
-            insert_metric_columns!(),
-            " ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
+        .insert(
+            tx,
+            concat!(
+                insert_metric_columns!(),
+                " ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
              policy_id = EXCLUDED.policy_id, policy_version = EXCLUDED.policy_version, \
              target_minutes = EXCLUDED.target_minutes, started_at = EXCLUDED.started_at, \
              activated_at = EXCLUDED.activated_at, due_at = EXCLUDED.due_at, \
@@ -338,10 +350,9 @@ pub async fn save_rows(
              withdrawn_at = EXCLUDED.withdrawn_at, outcome = EXCLUDED.outcome, \
              priority = EXCLUDED.priority, group_id = EXCLUDED.group_id, \
              assignee = EXCLUDED.assignee, channel = EXCLUDED.channel"
-        ))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+            ),
+        )
+        .await
 }
 
 /// Inserts `sla_metric` rows that cannot exist yet (the rebuild, into an emptied table).
@@ -349,14 +360,7 @@ pub async fn insert_rows(
     tx: &mut Transaction<'_, Postgres>,
     columns: &MetricColumns,
 ) -> Result<(), ProjectionError> {
-    if columns.is_empty() {
-        return Ok(());
-    }
-    columns
-        .bind(insert_metric_columns!())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    columns.insert(tx, insert_metric_columns!()).await
 }
 
 /// Adds a tally to `sla_report_counts` and deletes rows that reached zero.
