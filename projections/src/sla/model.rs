@@ -73,7 +73,8 @@ impl Outcome {
 
 /// One row of `sla_metric`: one activation of one metric of one ticket that had a target.
 ///
-/// Field names are the column names: rows travel to and from Postgres as JSON.
+/// Field names are the column names: rows are read from Postgres as JSON (`to_jsonb`) and
+/// written as one array per column (`store::MetricColumns`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricRow {
     pub ticket_id: String,

@@ -6,13 +6,11 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use helpdesk_domain::sla::{SlaEvent, SlaMetric, TicketSla};
 use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
-
-use chrono::{DateTime, Utc};
-use sqlx::postgres::PgArguments;
 
 use super::model::{Dims, MetricRow, Outcome, Tally, TicketRows};
 use crate::ProjectionError;
@@ -265,11 +263,6 @@ impl MetricColumns {
         Ok(())
     }
 
-    /// The number of rows.
-    pub fn len(&self) -> usize {
-        self.ticket_id.len()
-    }
-
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.ticket_id.is_empty()
@@ -285,11 +278,6 @@ impl MetricColumns {
         if self.is_empty() {
             return Ok(());
         }
-        self.bind(sql).execute(&mut **tx).await?;
-        Ok(())
-    }
-
-    fn bind(&self, sql: &'static str) -> sqlx::query::Query<'_, Postgres, PgArguments> {
         sqlx::query(sql)
             .bind(&self.ticket_id)
             .bind(&self.metric)
@@ -310,6 +298,9 @@ impl MetricColumns {
             .bind(&self.group_id)
             .bind(&self.assignee)
             .bind(&self.channel)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 }
 
