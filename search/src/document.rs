@@ -112,17 +112,16 @@ impl TicketDocument {
     /// Folds `change` onto `current` (the stored document, `None` when there is none yet).
     pub fn fold(current: Option<&TicketDocument>, change: Change) -> Folded {
         let last = current.map_or(0, |document| document.last_sequence);
-        if change.sequence <= last {
-            return Folded::Duplicate;
+        if let Some(out_of_line) = out_of_line(last, change.sequence) {
+            return out_of_line;
         }
-        if change.sequence != last + 1 {
-            return Folded::Gap {
-                expected: last + 1,
-                got: change.sequence,
-            };
+        if let Some(current) = current {
+            let mut document = current.clone();
+            document.apply_next(change);
+            return Folded::Changed(Box::new(document));
         }
-        match (current, change.event) {
-            (None, TicketEvent::TicketOpened(opened)) => {
+        match change.event {
+            TicketEvent::TicketOpened(opened) => {
                 let mut tags = opened.tags;
                 tags.sort();
                 tags.dedup();
@@ -155,19 +154,30 @@ impl TicketDocument {
             }
             // Sequence 1 is always `TicketOpened`; anything else first is a store we cannot
             // read, reported as a gap that never closes (and so, eventually, dead-lettered).
-            (None, _) => Folded::Gap {
+            _ => Folded::Gap {
                 expected: 1,
                 got: change.sequence,
             },
-            (Some(current), event) => {
-                let mut document = current.clone();
-                document.apply(event, change.recorded_at);
-                document.updated_at = change.recorded_at;
-                document.last_sequence = change.sequence;
-                document.last_position = change.global_position;
-                Folded::Changed(Box::new(document))
-            }
         }
+    }
+
+    /// Folds `change` onto this document in place, by the rules of [`TicketDocument::fold`]:
+    /// `None` when it was folded in, else why not ([`Folded::Duplicate`] or [`Folded::Gap`]).
+    /// What a replay uses, so it does not copy the document for every event.
+    pub fn advance(&mut self, change: Change) -> Option<Folded> {
+        if let Some(out_of_line) = out_of_line(self.last_sequence, change.sequence) {
+            return Some(out_of_line);
+        }
+        self.apply_next(change);
+        None
+    }
+
+    /// Folds the next event in line onto an existing document.
+    fn apply_next(&mut self, change: Change) {
+        self.apply(change.event, change.recorded_at);
+        self.updated_at = change.recorded_at;
+        self.last_sequence = change.sequence;
+        self.last_position = change.global_position;
     }
 
     fn apply(&mut self, event: TicketEvent, at: DateTime<Utc>) {
@@ -207,6 +217,22 @@ impl TicketDocument {
                 }
             }
         }
+    }
+}
+
+/// Whether an event at `sequence` is out of line for a document whose last applied event is
+/// at `last` (0: none): a [`Folded::Duplicate`] at or below it, a [`Folded::Gap`] beyond the
+/// next; `None` when it is the next.
+pub(crate) fn out_of_line(last: i64, sequence: i64) -> Option<Folded> {
+    if sequence <= last {
+        Some(Folded::Duplicate)
+    } else if sequence != last + 1 {
+        Some(Folded::Gap {
+            expected: last + 1,
+            got: sequence,
+        })
+    } else {
+        None
     }
 }
 

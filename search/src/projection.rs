@@ -8,12 +8,13 @@
 //! whichever comes first. Only then does it answer the lanes, so the runtime acknowledges an
 //! event only after the commit that contains it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use helpdesk_platform::event_log::{self, Cursor};
+use helpdesk_domain::ticket::upcast;
+use helpdesk_platform::event_log::{self, Cursor, StoredEvent};
 use helpdesk_projections::sla::store::AGGREGATE_TYPE as TICKET_SLA;
 use helpdesk_projections::{Applied, Projection, ProjectionError, Settling};
 use helpdesk_schemas::EventEnvelope;
@@ -249,32 +250,159 @@ fn is_folded(aggregate_type: &str) -> bool {
     aggregate_type == "Ticket" || aggregate_type == TICKET_SLA
 }
 
-/// Folds one envelope onto `current`.
-fn fold_envelope(
-    current: Option<&TicketDocument>,
-    envelope: &EventEnvelope,
-) -> Result<Folded, ProjectionError> {
-    if envelope.aggregate_type == TICKET_SLA {
-        let event = serde_json::from_value(envelope.payload.clone()).map_err(|e| {
-            ProjectionError::Permanent(format!("unreadable SLA event payload: {e}"))
-        })?;
-        let change = SlaChange {
+/// One event of a folded aggregate type, typed, with the envelope facts the document needs.
+enum Fold {
+    Ticket(Change),
+    Sla {
+        ticket_id: String,
+        change: SlaChange,
+    },
+}
+
+impl Fold {
+    /// The event an envelope carries (the live path).
+    fn of_envelope(envelope: &EventEnvelope) -> Result<Fold, ProjectionError> {
+        if envelope.aggregate_type == TICKET_SLA {
+            let event = serde_json::from_value(envelope.payload.clone()).map_err(unreadable_sla)?;
+            return Ok(Fold::Sla {
+                ticket_id: envelope.aggregate_id.clone(),
+                change: SlaChange {
+                    sequence: envelope.sequence,
+                    event,
+                },
+            });
+        }
+        let event = envelope.ticket_event().map_err(unreadable)?;
+        Ok(Fold::Ticket(Change {
+            ticket_id: envelope.aggregate_id.clone(),
             sequence: envelope.sequence,
+            global_position: envelope.global_position,
+            recorded_at: envelope.recorded_at,
             event,
-        };
-        return Ok(TicketDocument::fold_sla(current, change));
+        }))
     }
-    let event = envelope
-        .ticket_event()
-        .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
-    let change = Change {
-        ticket_id: envelope.aggregate_id.clone(),
-        sequence: envelope.sequence,
-        global_position: envelope.global_position,
-        recorded_at: envelope.recorded_at,
-        event,
+
+    /// The event a stored row holds (the replay's), its payload parsed once from the stored
+    /// text straight into the typed event.
+    fn of_stored(stored: StoredEvent) -> Result<Fold, ProjectionError> {
+        if stored.aggregate_type == TICKET_SLA {
+            // Stored tagged with its name, as the enum reads it.
+            let event = serde_json::from_str(&stored.payload).map_err(unreadable_sla)?;
+            return Ok(Fold::Sla {
+                ticket_id: stored.aggregate_id,
+                change: SlaChange {
+                    sequence: stored.sequence,
+                    event,
+                },
+            });
+        }
+        let event = upcast::read(&stored.event_type, &stored.event_version, &stored.payload)
+            .map_err(unreadable)?;
+        Ok(Fold::Ticket(Change {
+            ticket_id: stored.aggregate_id,
+            sequence: stored.sequence,
+            global_position: stored.global_position,
+            recorded_at: stored.recorded_at,
+            event,
+        }))
+    }
+}
+
+fn unreadable(error: serde_json::Error) -> ProjectionError {
+    ProjectionError::Permanent(format!("unreadable payload: {error}"))
+}
+
+fn unreadable_sla(error: serde_json::Error) -> ProjectionError {
+    ProjectionError::Permanent(format!("unreadable SLA event payload: {error}"))
+}
+
+/// What folding one event into the documents held did.
+struct Folding {
+    applied: Applied,
+    /// How much the documents held grew, by [`TicketDocument::approximate_bytes`].
+    grew: isize,
+}
+
+/// Folds `fold` onto its ticket's document in `known`, in place (no copy of the document per
+/// event); a changed document's id goes into `changed`.
+fn fold_into(
+    known: &mut HashMap<String, TicketDocument>,
+    changed: &mut HashSet<String>,
+    fold: Fold,
+) -> Result<Folding, ProjectionError> {
+    let mark = |changed: &mut HashSet<String>, id: &str| {
+        if !changed.contains(id) {
+            changed.insert(id.to_owned());
+        }
     };
-    Ok(TicketDocument::fold(current, change))
+    let size = |document: &TicketDocument| document.approximate_bytes() as isize;
+    let (stopped, grew) = match fold {
+        Fold::Ticket(change) => match known.get_mut(&change.ticket_id) {
+            Some(document) => {
+                let before = size(document);
+                let stopped = document.advance(change);
+                if stopped.is_none() {
+                    mark(changed, &document.id);
+                }
+                (stopped, size(document) - before)
+            }
+            None => match TicketDocument::fold(None, change) {
+                Folded::Changed(document) => {
+                    mark(changed, &document.id);
+                    let grew = size(&document);
+                    known.insert(document.id.clone(), *document);
+                    (None, grew)
+                }
+                other => (Some(other), 0),
+            },
+        },
+        Fold::Sla { ticket_id, change } => match known.get_mut(&ticket_id) {
+            Some(document) => {
+                let stopped = document.advance_sla(change);
+                if stopped.is_none() {
+                    mark(changed, &document.id);
+                }
+                (stopped, 0)
+            }
+            None => (Some(Folded::TicketNotIndexed), 0),
+        },
+    };
+    let applied = match stopped {
+        None | Some(Folded::Changed(_)) => Applied::Applied,
+        Some(Folded::Duplicate) => Applied::Duplicate,
+        Some(Folded::Gap { expected, got }) => return Err(ProjectionError::Gap { expected, got }),
+        // Waits, like a gap, for the ticket's first event (1); `got: 0` marks the waiting
+        // event as one of another aggregate (the ticket's SLA events).
+        Some(Folded::TicketNotIndexed) => {
+            return Err(ProjectionError::Gap {
+                expected: 1,
+                got: 0,
+            });
+        }
+    };
+    Ok(Folding { applied, grew })
+}
+
+/// Reads the documents of `ids` that `known` does not hold from `backend` into it; returns
+/// what they take, by [`TicketDocument::approximate_bytes`].
+async fn load_missing<'a>(
+    backend: &dyn SearchBackend,
+    known: &mut HashMap<String, TicketDocument>,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<usize, ProjectionError> {
+    let missing: Vec<String> = ids
+        .filter(|id| !known.contains_key(*id))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let found = backend.get(&missing).await.map_err(projection_error)?;
+    let bytes = found.values().map(TicketDocument::approximate_bytes).sum();
+    known.extend(found);
+    Ok(bytes)
 }
 
 /// Folds a batch of events onto the documents in `known` (filled from `backend` for ids it
@@ -283,24 +411,15 @@ fn fold_envelope(
 async fn fold_batch(
     backend: &dyn SearchBackend,
     known: &mut HashMap<String, TicketDocument>,
-    changed: &mut std::collections::HashSet<String>,
+    changed: &mut HashSet<String>,
     envelopes: &[EventEnvelope],
 ) -> Outcomes {
-    let missing: Vec<String> = envelopes
+    let folded = envelopes
         .iter()
-        .filter(|e| is_folded(&e.aggregate_type) && !known.contains_key(&e.aggregate_id))
-        .map(|e| e.aggregate_id.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if !missing.is_empty() {
-        match backend.get(&missing).await {
-            Ok(found) => known.extend(found),
-            Err(error) => {
-                let error = projection_error(error);
-                return envelopes.iter().map(|_| Err(error.clone())).collect();
-            }
-        }
+        .filter(|e| is_folded(&e.aggregate_type))
+        .map(|e| e.aggregate_id.as_str());
+    if let Err(error) = load_missing(backend, known, folded).await {
+        return envelopes.iter().map(|_| Err(error.clone())).collect();
     }
     envelopes
         .iter()
@@ -308,21 +427,8 @@ async fn fold_batch(
             if !is_folded(&envelope.aggregate_type) {
                 return Ok(Applied::Duplicate);
             }
-            match fold_envelope(known.get(&envelope.aggregate_id), envelope)? {
-                Folded::Changed(document) => {
-                    changed.insert(document.id.clone());
-                    known.insert(document.id.clone(), *document);
-                    Ok(Applied::Applied)
-                }
-                Folded::Duplicate => Ok(Applied::Duplicate),
-                Folded::Gap { expected, got } => Err(ProjectionError::Gap { expected, got }),
-                // Waits, like a gap, for the ticket's first event (1); `got: 0` marks the
-                // waiting event as one of another aggregate (the ticket's SLA events).
-                Folded::TicketNotIndexed => Err(ProjectionError::Gap {
-                    expected: 1,
-                    got: 0,
-                }),
-            }
+            let folding = fold_into(known, changed, Fold::of_envelope(envelope)?)?;
+            Ok(folding.applied)
         })
         .collect()
 }
@@ -334,7 +440,7 @@ struct Batcher {
     /// Documents folded since the last write (and only those: the backend has the rest).
     pending: HashMap<String, TicketDocument>,
     /// The ids of the pending documents.
-    dirty: std::collections::HashSet<String>,
+    dirty: HashSet<String>,
     /// Answers to send once the pending documents are written.
     waiting: Vec<(oneshot::Sender<Outcomes>, Outcomes)>,
     /// The highest global position among pending changes.
@@ -514,12 +620,12 @@ pub async fn replay_bounded(
 ) -> Result<(Cursor, u64), ProjectionError> {
     let read = |after: Cursor| {
         let pool = pool.clone();
-        tokio::spawn(async move { event_log::next_batch(&pool, after, bounds.batch).await })
+        tokio::spawn(async move { event_log::next_stored(&pool, after, bounds.batch).await })
     };
     let mut cursor = after;
     let mut done = 0u64;
     let mut known: HashMap<String, TicketDocument> = HashMap::new();
-    let mut changed = std::collections::HashSet::new();
+    let mut changed = HashSet::new();
     let mut uncommitted = 0u64;
     // What the documents in `known` take, by `approximate_bytes`.
     let mut held = 0usize;
@@ -528,7 +634,7 @@ pub async fn replay_bounded(
         let batch = (&mut next)
             .await
             .map_err(|error| ProjectionError::Transient(format!("replay reader: {error}")))??;
-        let last = batch.last().map(|p| p.cursor);
+        let last = batch.last().map(StoredEvent::cursor);
         if let Some(last) = last {
             next = read(last);
         }
@@ -559,28 +665,21 @@ pub async fn replay_bounded(
         let Some(last) = last else {
             return Ok((cursor, done));
         };
-        let envelopes: Vec<EventEnvelope> = batch.into_iter().map(|p| p.envelope).collect();
-        let touched: std::collections::HashSet<&str> = envelopes
+        let folded = batch
             .iter()
-            .map(|envelope| envelope.aggregate_id.as_str())
-            .collect();
-        let size = |known: &HashMap<String, TicketDocument>| -> usize {
-            touched
-                .iter()
-                .filter_map(|id| known.get(*id))
-                .map(TicketDocument::approximate_bytes)
-                .sum()
-        };
-        let before = size(&known);
-        let outcomes = fold_batch(backend, &mut known, &mut changed, &envelopes).await;
-        if let Some(Err(error)) = outcomes.into_iter().find(Result::is_err) {
-            // The store is read in order, so a gap here means an unreadable store.
-            return Err(error);
+            .filter(|stored| is_folded(&stored.aggregate_type))
+            .map(|stored| stored.aggregate_id.as_str());
+        held += load_missing(backend, &mut known, folded).await?;
+        let events = batch.len() as u64;
+        for stored in batch {
+            if is_folded(&stored.aggregate_type) {
+                // The store is read in order, so a gap here means an unreadable store.
+                let folding = fold_into(&mut known, &mut changed, Fold::of_stored(stored)?)?;
+                held = held.saturating_add_signed(folding.grew);
+            }
         }
-        held = (held + size(&known)).saturating_sub(before);
-        let folded = envelopes.len() as u64;
-        done += folded;
-        uncommitted += folded;
+        done += events;
+        uncommitted += events;
         cursor = last;
         report(done);
     }

@@ -25,7 +25,7 @@
 use helpdesk_domain::sla::{SlaEvent, SlaMetric};
 use serde::{Deserialize, Serialize};
 
-use crate::document::{Folded, TicketDocument};
+use crate::document::{Folded, TicketDocument, out_of_line};
 
 /// A `TicketSla` event with the envelope fact the document needs.
 #[derive(Debug, Clone)]
@@ -60,20 +60,27 @@ impl TicketDocument {
         let Some(current) = current else {
             return Folded::TicketNotIndexed;
         };
-        let last = current.sla_sequence;
-        if change.sequence <= last {
-            return Folded::Duplicate;
-        }
-        if change.sequence != last + 1 {
-            return Folded::Gap {
-                expected: last + 1,
-                got: change.sequence,
-            };
+        if let Some(out_of_line) = out_of_line(current.sla_sequence, change.sequence) {
+            return out_of_line;
         }
         let mut document = current.clone();
-        document.sla_clocks.apply(&change.event);
-        document.sla_sequence = change.sequence;
+        document.apply_next_sla(&change);
         Folded::Changed(Box::new(document))
+    }
+
+    /// Folds an SLA event onto this document in place, by the rules of
+    /// [`TicketDocument::fold_sla`]: `None` when it was folded in, else why not.
+    pub fn advance_sla(&mut self, change: SlaChange) -> Option<Folded> {
+        if let Some(out_of_line) = out_of_line(self.sla_sequence, change.sequence) {
+            return Some(out_of_line);
+        }
+        self.apply_next_sla(&change);
+        None
+    }
+
+    fn apply_next_sla(&mut self, change: &SlaChange) {
+        self.sla_clocks.apply(&change.event);
+        self.sla_sequence = change.sequence;
     }
 
     /// The ticket's SLA state (see the module documentation); `None` without an open

@@ -12,12 +12,38 @@
 use cqrs_es::persist::{EventUpcaster, SemanticVersionEventUpcaster};
 use serde_json::Value;
 
+use super::TicketEvent;
+
 /// Brings a stored payload (tagged with its event name, `{"ReplyAdded": {…}}`, as cqrs-es
 /// stores it) of `event_type` at `event_version` up to the current version.
 pub fn upcast(event_type: &str, event_version: &str, payload: Value) -> Value {
+    match upcaster(event_type, event_version) {
+        Some(upcast) => upcast(payload),
+        None => payload,
+    }
+}
+
+/// Reads a stored payload, as the text cqrs-es stored (tagged with its event name), as the
+/// current [`TicketEvent`]. A payload already at the current version is parsed straight into
+/// the event, without the intermediate [`Value`] that upcasting needs (what replays read
+/// millions of times).
+pub fn read(
+    event_type: &str,
+    event_version: &str,
+    stored: &str,
+) -> serde_json::Result<TicketEvent> {
+    match upcaster(event_type, event_version) {
+        Some(upcast) => serde_json::from_value(upcast(serde_json::from_str(stored)?)),
+        None => serde_json::from_str(stored),
+    }
+}
+
+/// The function that brings `event_type` at `event_version` to the current shape, if it is
+/// not there already.
+fn upcaster(event_type: &str, event_version: &str) -> Option<fn(Value) -> Value> {
     match (event_type, major(event_version)) {
-        ("ReplyAdded", Some(1)) => reply_added_v1_to_v2(payload),
-        _ => payload,
+        ("ReplyAdded", Some(1)) => Some(reply_added_v1_to_v2),
+        _ => None,
     }
 }
 
@@ -46,7 +72,6 @@ fn reply_added_v1_to_v2(mut payload: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::TicketEvent;
     use serde_json::json;
 
     fn v1_reply() -> Value {
@@ -72,6 +97,19 @@ mod tests {
         };
         assert!(reply.attachments.is_empty());
         assert_eq!(reply.body, "hello");
+    }
+
+    #[test]
+    fn stored_text_reads_as_the_upcast_value_does() {
+        let v1 = v1_reply().to_string();
+        let from_text = read("ReplyAdded", "1", &v1).unwrap();
+        let from_value: TicketEvent =
+            serde_json::from_value(upcast("ReplyAdded", "1", v1_reply())).unwrap();
+        assert_eq!(from_text, from_value);
+        let v2 = upcast("ReplyAdded", "1", v1_reply()).to_string();
+        assert_eq!(read("ReplyAdded", "2", &v2).unwrap(), from_value);
+        // A version 1 payload that claims to be version 2 is not silently accepted.
+        assert!(read("ReplyAdded", "2", &v1).is_err());
     }
 
     #[test]
