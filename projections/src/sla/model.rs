@@ -159,9 +159,31 @@ pub struct CountKey {
 
 /// Changes to `sla_report_counts`: a signed delta per row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally(pub BTreeMap<CountKey, i64>);
+pub struct Tally {
+    counts: BTreeMap<CountKey, i64>,
+    /// Quarters are not counted (see [`Tally::without_quarters`]).
+    without_quarters: bool,
+}
 
 impl Tally {
+    /// A tally of the day and month counts only: what the rebuild keeps, because it sums each
+    /// quarter's counts from its month rows once at the end.
+    pub fn without_quarters() -> Tally {
+        Tally {
+            without_quarters: true,
+            ..Tally::default()
+        }
+    }
+
+    /// Count rows with a change.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
     /// Adds `delta` outcomes of `row`, dated `at`, under every dimension and granularity.
     fn count(
         &mut self,
@@ -181,6 +203,9 @@ impl Tally {
                 Dimension::Channel => row.dims.channel.clone(),
             };
             for (granularity, period) in periods {
+                if self.without_quarters && granularity == Granularity::Quarter {
+                    continue;
+                }
                 let entry = CountKey {
                     metric: row.metric,
                     dimension,
@@ -190,26 +215,14 @@ impl Tally {
                     outcome,
                     business_minutes: minutes,
                 };
-                *self.0.entry(entry).or_default() += delta;
+                *self.counts.entry(entry).or_default() += delta;
             }
-        }
-    }
-
-    /// Forgets the changes at `granularity` (the rebuild sums quarters from months at the end).
-    pub fn forget(&mut self, granularity: Granularity) {
-        self.0.retain(|key, _| key.granularity != granularity);
-    }
-
-    /// Adds another tally into this one.
-    pub fn merge(&mut self, other: Tally) {
-        for (key, delta) in other.0 {
-            *self.0.entry(key).or_default() += delta;
         }
     }
 
     /// The rows that change, with their non-zero deltas.
     pub fn changes(&self) -> impl Iterator<Item = (&CountKey, i64)> {
-        self.0
+        self.counts
             .iter()
             .filter(|(_, delta)| **delta != 0)
             .map(|(key, delta)| (key, *delta))

@@ -30,7 +30,7 @@ use helpdesk_domain::sla::SlaEvent;
 use helpdesk_domain::ticket::{TicketEvent, upcast};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::model::{Dims, Granularity, Tally, TicketRows};
+use super::model::{Dims, Tally, TicketRows};
 use super::store::{self, AGGREGATE_TYPE, MetricColumns, TicketState};
 use crate::ProjectionError;
 
@@ -72,8 +72,12 @@ pub struct StoredEvent {
     pub sequence: i64,
     pub event_type: String,
     pub event_version: String,
-    pub payload: serde_json::Value,
-    pub metadata: serde_json::Value,
+    /// The payload as stored (tagged with the event name), unparsed: it is parsed once,
+    /// straight into the typed event.
+    pub payload: String,
+    /// An SLA event's `ticket_sequence` metadata (`None` for ticket events, and for an SLA
+    /// event stored without it, which the replay refuses).
+    pub ticket_sequence: Option<String>,
     pub recorded_at: DateTime<Utc>,
     pub event_id: String,
 }
@@ -103,7 +107,8 @@ pub async fn rebuild_in_chunks(
     let mut tx = pool.begin().await?;
     let total = prepare(&mut tx).await?;
     let mut rebuilt = Rebuilt::default();
-    let mut tally = Tally::default();
+    // Passed to each chunk's replay and back, so counts go straight into it.
+    let mut tally = Tally::without_quarters();
     let mut chunk = next_chunk(&mut tx, "", tickets).await?;
     let mut reading = chunk.as_ref().map(|chunk| read_ahead(pool, chunk));
     let mut unwritten: Option<Batch> = None;
@@ -114,7 +119,7 @@ pub async fn rebuild_in_chunks(
         let events = read
             .await
             .map_err(|error| ProjectionError::Unavailable(error.to_string()))??;
-        let replaying = tokio::task::spawn_blocking(move || replay_chunk(&events));
+        let replaying = tokio::task::spawn_blocking(move || replay_chunk(&events, tally));
         if let Some(batch) = unwritten.take() {
             write_batch(&mut tx, &batch).await?;
         }
@@ -124,9 +129,9 @@ pub async fn rebuild_in_chunks(
         rebuilt.tickets += batch.rebuilt.tickets;
         rebuilt.ticket_events += batch.rebuilt.ticket_events;
         rebuilt.sla_events += batch.rebuilt.sla_events;
-        tally.merge(std::mem::take(&mut batch.tally));
+        tally = std::mem::replace(&mut batch.tally, Tally::without_quarters());
         unwritten = Some(batch);
-        if tally.0.len() >= TALLY_KEYS {
+        if tally.len() >= TALLY_KEYS {
             write_counts(&mut tx, &mut tally).await?;
         }
         report(Progress {
@@ -171,8 +176,9 @@ fn read_ahead(pool: &PgPool, chunk: &[(String, i64)]) -> Reading {
     tokio::spawn(async move {
         Ok(sqlx::query_as(
             "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
-                    e.payload, e.metadata, e.recorded_at, \
-                    e.event_id::text AS event_id \
+                    e.payload::text AS payload, e.recorded_at, e.event_id::text AS event_id, \
+                    CASE WHEN e.aggregate_type = $3 \
+                         THEN e.metadata ->> 'ticket_sequence' END AS ticket_sequence \
                FROM unnest($1::text[], $2::bigint[]) AS f(ticket_id, frontier) \
                JOIN events e ON e.aggregate_id = f.ticket_id \
                             AND e.aggregate_type IN ('Ticket', $3) \
@@ -223,34 +229,39 @@ async fn write_counts(
     tx: &mut Transaction<'_, Postgres>,
     tally: &mut Tally,
 ) -> Result<(), ProjectionError> {
-    let mut written = std::mem::take(tally);
-    written.forget(Granularity::Quarter);
+    let written = std::mem::replace(tally, Tally::without_quarters());
     store::apply_tally(tx, &written).await
 }
 
 /// A chunk of tickets, replayed and not yet written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Batch {
     states: Vec<TicketState>,
     rows: MetricColumns,
+    /// The rebuild's tally, with this chunk's counts added.
     tally: Tally,
     rebuilt: Rebuilt,
 }
 
-/// Replays a chunk of tickets (their events in ticket, type, sequence order).
-fn replay_chunk(events: &[StoredEvent]) -> Result<Batch, ProjectionError> {
-    let mut batch = Batch::default();
+/// Replays a chunk of tickets (their events in ticket, type, sequence order), adding their
+/// counts to `tally`.
+fn replay_chunk(events: &[StoredEvent], tally: Tally) -> Result<Batch, ProjectionError> {
+    let mut batch = Batch {
+        states: Vec::new(),
+        rows: MetricColumns::default(),
+        tally,
+        rebuilt: Rebuilt::default(),
+    };
     for ticket in events.chunk_by(|a, b| a.aggregate_id == b.aggregate_id) {
         let split = ticket.partition_point(|event| event.aggregate_type == "Ticket");
         let (ticket_events, sla_events) = ticket.split_at(split);
-        let replayed = replay(ticket_events, sla_events)?;
+        let replayed = replay(ticket_events, sla_events, &mut batch.tally)?;
         batch.rebuilt.tickets += 1;
         batch.rebuilt.ticket_events += ticket_events.len() as u64;
         batch.rebuilt.sla_events += sla_events.len() as u64;
         for row in replayed.rows.all() {
             batch.rows.push(row)?;
         }
-        batch.tally.merge(replayed.tally);
         batch.states.push(replayed.state);
     }
     Ok(batch)
@@ -270,14 +281,15 @@ async fn write_batch(
 pub struct Replayed {
     pub state: TicketState,
     pub rows: TicketRows,
-    pub tally: Tally,
 }
 
 /// Replays one ticket: its ticket events (sequence order, up to the frontier) and its stored
-/// SLA events (sequence order), each SLA event right after the ticket event it was decided at.
+/// SLA events (sequence order), each SLA event right after the ticket event it was decided at;
+/// its report counts go into `tally`.
 pub fn replay(
     ticket_events: &[StoredEvent],
     sla_events: &[StoredEvent],
+    tally: &mut Tally,
 ) -> Result<Replayed, ProjectionError> {
     let Some(first) = ticket_events.first() else {
         let id = sla_events.first().map_or("?", |e| e.aggregate_id.as_str());
@@ -286,21 +298,25 @@ pub fn replay(
         )));
     };
     let ticket_id = first.aggregate_id.as_str();
-    let TicketEvent::TicketOpened(opened) = ticket_event(first)? else {
+    let opening = ticket_event(first)?;
+    let TicketEvent::TicketOpened(opened) = &opening else {
         return Err(ProjectionError::Permanent(format!(
             "ticket {ticket_id} does not start with TicketOpened"
         )));
     };
-    let mut state = TicketState::new(ticket_id, Dims::opened(&opened));
+    let mut state = TicketState::new(ticket_id, Dims::opened(opened));
+    // The first event is parsed once, above.
+    let mut opening = Some(opening);
     let mut rows = TicketRows::loaded(ticket_id, Vec::new());
-    let mut tally = Tally::default();
     let mut pending = sla_events.iter().peekable();
     for stored in ticket_events {
-        let event = ticket_event(stored)?;
+        let event = match opening.take() {
+            Some(event) => event,
+            None => ticket_event(stored)?,
+        };
         state.engine.observe(&event, stored.recorded_at);
         state.dims.observe(&event);
         state.last_sequence = stored.sequence;
-        state.last_event_id = Some(stored.event_id.clone());
         let mut decided = Vec::new();
         while let Some(sla) = pending.next_if(|sla| ticket_sequence(sla) <= Some(stored.sequence)) {
             decided.push(sla_event(sla)?);
@@ -309,9 +325,10 @@ pub fn replay(
         for event in &decided {
             state.engine.apply(event);
         }
-        rows.record(&state.dims, &decided, &mut tally);
+        rows.record(&state.dims, &decided, tally);
         rows.follow(&state.dims);
     }
+    state.last_event_id = ticket_events.last().map(|stored| stored.event_id.clone());
     if let Some(left) = pending.next() {
         return Err(ProjectionError::Permanent(format!(
             "SLA event {} of ticket {ticket_id} names ticket sequence {:?}, beyond the ticket \
@@ -320,26 +337,16 @@ pub fn replay(
             ticket_sequence(left)
         )));
     }
-    Ok(Replayed { state, rows, tally })
+    Ok(Replayed { state, rows })
 }
 
 /// The ticket sequence an SLA event was decided at, from its metadata.
 fn ticket_sequence(event: &StoredEvent) -> Option<i64> {
-    event
-        .metadata
-        .get("ticket_sequence")?
-        .as_str()?
-        .parse()
-        .ok()
+    event.ticket_sequence.as_deref()?.parse().ok()
 }
 
 fn ticket_event(stored: &StoredEvent) -> Result<TicketEvent, ProjectionError> {
-    let current = upcast::upcast(
-        &stored.event_type,
-        &stored.event_version,
-        stored.payload.clone(),
-    );
-    serde_json::from_value(current).map_err(|error| {
+    upcast::read(&stored.event_type, &stored.event_version, &stored.payload).map_err(|error| {
         ProjectionError::Permanent(format!(
             "unreadable {} (sequence {}) of ticket {}: {error}",
             stored.event_type, stored.sequence, stored.aggregate_id
@@ -354,7 +361,7 @@ fn sla_event(stored: &StoredEvent) -> Result<SlaEvent, ProjectionError> {
             stored.sequence, stored.aggregate_id
         )));
     }
-    serde_json::from_value(stored.payload.clone()).map_err(|error| {
+    serde_json::from_str(&stored.payload).map_err(|error| {
         ProjectionError::Permanent(format!(
             "unreadable {} (sequence {}) of ticket {}: {error}",
             stored.event_type, stored.sequence, stored.aggregate_id
