@@ -300,7 +300,8 @@ pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartE
 }
 
 /// `helpdesk projections rebuild sla`: replays the stored SLA events (never decides them
-/// again) into new SLA tables in one transaction; reports read the old ones until it commits.
+/// again) in place of the SLA tables' rows, in one transaction; reports read the old rows until
+/// it commits.
 async fn rebuild_sla(pool: &sqlx::PgPool) -> Result<(), StartError> {
     let rebuilt = sla::rebuild::rebuild(pool, |progress| {
         let _ = writeln!(
