@@ -427,6 +427,32 @@ async fn a_rebuild_replays_the_stored_sla_events_into_identical_rows_and_counts(
         live,
         "rebuilt two tickets at a time"
     );
+
+    // And a ticket whose `sla_state` row was lost is replayed up to the last ticket event its
+    // stored SLA events name (here its last one), so it comes back as it was
+    let lost: String = sqlx::query_scalar(
+        "SELECT s.ticket_id FROM sla_state s \
+           JOIN (SELECT aggregate_id, max((metadata ->> 'ticket_sequence')::bigint) AS named \
+                   FROM events WHERE aggregate_type = 'TicketSla' GROUP BY aggregate_id) e \
+             ON e.aggregate_id = s.ticket_id \
+          WHERE e.named = s.last_sequence \
+          ORDER BY s.ticket_id LIMIT 1",
+    )
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM sla_state WHERE ticket_id = $1")
+        .bind(&lost)
+        .execute(&harness.pool)
+        .await
+        .unwrap();
+    let rebuilt = sla::rebuild::rebuild(&harness.pool, |_| {}).await.unwrap();
+    assert_eq!(rebuilt.tickets, tickets.len() as u64, "{lost} replayed");
+    assert_eq!(
+        snapshot(&harness.pool).await,
+        live,
+        "rebuilt without {lost}'s state row"
+    );
     harness.delete_streams().await;
 }
 
