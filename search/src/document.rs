@@ -109,16 +109,18 @@ impl TicketDocument {
             + self.tags.iter().map(String::capacity).sum::<usize>()
     }
 
-    /// Folds `change` onto `current` (the stored document, `None` when there is none yet).
+    /// Folds `change` onto a copy of `current` (the stored document, `None` when there is none
+    /// yet): [`TicketDocument::advance`] for a document that exists, and the one way to create
+    /// one.
     pub fn fold(current: Option<&TicketDocument>, change: Change) -> Folded {
-        let last = current.map_or(0, |document| document.last_sequence);
-        if let Some(out_of_line) = out_of_line(last, change.sequence) {
-            return out_of_line;
-        }
         if let Some(current) = current {
             let mut document = current.clone();
-            document.apply_next(change);
-            return Folded::Changed(Box::new(document));
+            return document
+                .advance(change)
+                .unwrap_or_else(|| Folded::Changed(Box::new(document)));
+        }
+        if let Some(out_of_line) = out_of_line(0, change.sequence) {
+            return out_of_line;
         }
         match change.event {
             TicketEvent::TicketOpened(opened) => {
@@ -161,23 +163,18 @@ impl TicketDocument {
         }
     }
 
-    /// Folds `change` onto this document in place, by the rules of [`TicketDocument::fold`]:
-    /// `None` when it was folded in, else why not ([`Folded::Duplicate`] or [`Folded::Gap`]).
-    /// What a replay uses, so it does not copy the document for every event.
+    /// Folds `change` onto this document in place: `None` when it was folded in, else why
+    /// not ([`Folded::Duplicate`] or [`Folded::Gap`]). What the projection and replays use, so
+    /// they do not copy the document for every event.
     pub fn advance(&mut self, change: Change) -> Option<Folded> {
         if let Some(out_of_line) = out_of_line(self.last_sequence, change.sequence) {
             return Some(out_of_line);
         }
-        self.apply_next(change);
-        None
-    }
-
-    /// Folds the next event in line onto an existing document.
-    fn apply_next(&mut self, change: Change) {
         self.apply(change.event, change.recorded_at);
         self.updated_at = change.recorded_at;
         self.last_sequence = change.sequence;
         self.last_position = change.global_position;
+        None
     }
 
     fn apply(&mut self, event: TicketEvent, at: DateTime<Utc>) {

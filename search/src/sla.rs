@@ -53,34 +53,28 @@ impl SlaState {
 }
 
 impl TicketDocument {
-    /// Folds an SLA event onto `current` (the stored document, `None` when there is none yet).
-    /// Only the SLA fields change: not `updated_at` (an SLA event is not a change of the
-    /// ticket), not the ticket's version.
+    /// Folds an SLA event onto a copy of `current` (the stored document, `None` when there is
+    /// none yet): [`TicketDocument::advance_sla`] for a document that exists.
     pub fn fold_sla(current: Option<&TicketDocument>, change: SlaChange) -> Folded {
         let Some(current) = current else {
             return Folded::TicketNotIndexed;
         };
-        if let Some(out_of_line) = out_of_line(current.sla_sequence, change.sequence) {
-            return out_of_line;
-        }
         let mut document = current.clone();
-        document.apply_next_sla(&change);
-        Folded::Changed(Box::new(document))
+        document
+            .advance_sla(change)
+            .unwrap_or_else(|| Folded::Changed(Box::new(document)))
     }
 
-    /// Folds an SLA event onto this document in place, by the rules of
-    /// [`TicketDocument::fold_sla`]: `None` when it was folded in, else why not.
+    /// Folds an SLA event onto this document in place: `None` when it was folded in, else why
+    /// not. Only the SLA fields change: not `updated_at` (an SLA event is not a change of the
+    /// ticket), not the ticket's version.
     pub fn advance_sla(&mut self, change: SlaChange) -> Option<Folded> {
         if let Some(out_of_line) = out_of_line(self.sla_sequence, change.sequence) {
             return Some(out_of_line);
         }
-        self.apply_next_sla(&change);
-        None
-    }
-
-    fn apply_next_sla(&mut self, change: &SlaChange) {
         self.sla_clocks.apply(&change.event);
         self.sla_sequence = change.sequence;
+        None
     }
 
     /// The ticket's SLA state (see the module documentation); `None` without an open
