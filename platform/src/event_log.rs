@@ -64,7 +64,7 @@ pub async fn next_batch(pool: &PgPool, after: Cursor, limit: i64) -> sqlx::Resul
 /// text the store holds, so the reader parses it once, straight into the typed event (see
 /// `helpdesk_domain::ticket::upcast::read`).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StoredEvent {
+pub struct ReplayEvent {
     pub tx: i64,
     pub global_position: i64,
     pub aggregate_type: String,
@@ -77,7 +77,7 @@ pub struct StoredEvent {
     pub payload: String,
 }
 
-impl StoredEvent {
+impl ReplayEvent {
     /// The cursor just after this event.
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -87,12 +87,12 @@ impl StoredEvent {
     }
 }
 
-/// [`next_batch`] for replays: the same events in the same order, as [`StoredEvent`]s.
-pub async fn next_stored(
+/// [`next_batch`] for replays: the same events in the same order, as [`ReplayEvent`]s.
+pub async fn next_replay_batch(
     pool: &PgPool,
     after: Cursor,
     limit: i64,
-) -> sqlx::Result<Vec<StoredEvent>> {
+) -> sqlx::Result<Vec<ReplayEvent>> {
     read_after(
         "tx_id::text::bigint AS tx, global_position, aggregate_type, aggregate_id, sequence, \
          event_type, event_version, recorded_at, payload::text AS payload",

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use helpdesk_domain::ticket::upcast;
-use helpdesk_platform::event_log::{self, Cursor, StoredEvent};
+use helpdesk_platform::event_log::{self, Cursor, ReplayEvent};
 use helpdesk_projections::sla::store::AGGREGATE_TYPE as TICKET_SLA;
 use helpdesk_projections::{Applied, Projection, ProjectionError, Settling};
 use helpdesk_schemas::EventEnvelope;
@@ -284,7 +284,7 @@ impl Fold {
 
     /// The event a stored row holds (the replay's), its payload parsed once from the stored
     /// text straight into the typed event.
-    fn of_stored(stored: StoredEvent) -> Result<Fold, ProjectionError> {
+    fn of_stored(stored: ReplayEvent) -> Result<Fold, ProjectionError> {
         if stored.aggregate_type == TICKET_SLA {
             // Stored tagged with its name, as the enum reads it.
             let event = serde_json::from_str(&stored.payload).map_err(unreadable_sla)?;
@@ -620,7 +620,7 @@ pub async fn replay_bounded(
 ) -> Result<(Cursor, u64), ProjectionError> {
     let read = |after: Cursor| {
         let pool = pool.clone();
-        tokio::spawn(async move { event_log::next_stored(&pool, after, bounds.batch).await })
+        tokio::spawn(async move { event_log::next_replay_batch(&pool, after, bounds.batch).await })
     };
     let mut cursor = after;
     let mut done = 0u64;
@@ -634,7 +634,7 @@ pub async fn replay_bounded(
         let batch = (&mut next)
             .await
             .map_err(|error| ProjectionError::Transient(format!("replay reader: {error}")))??;
-        let last = batch.last().map(StoredEvent::cursor);
+        let last = batch.last().map(ReplayEvent::cursor);
         if let Some(last) = last {
             next = read(last);
         }

@@ -339,7 +339,9 @@ async fn raw_read(pool: &PgPool) -> (u64, Duration) {
     let mut cursor = Cursor::default();
     let mut events = 0u64;
     loop {
-        let batch = event_log::next_stored(pool, cursor, 2_000).await.unwrap();
+        let batch = event_log::next_replay_batch(pool, cursor, 2_000)
+            .await
+            .unwrap();
         let Some(last) = batch.last() else {
             break;
         };
@@ -452,7 +454,7 @@ async fn main() {
         );
     }
     println!(
-        "| raw sequential read (`event_log::next_stored`, 2,000 per batch) | {total} | {:.1} | \
+        "| raw sequential read (`event_log::next_replay_batch`, 2,000 per batch) | {total} | {:.1} | \
          {raw:.0} | {raw:.0} | 1.00 |",
         read_time.as_secs_f64()
     );
