@@ -456,6 +456,128 @@ async fn a_rebuild_replays_the_stored_sla_events_into_identical_rows_and_counts(
     harness.delete_streams().await;
 }
 
+/// The SLA tables as the catalog describes them: columns, constraints, indexes and storage
+/// parameters, by table.
+async fn sla_catalog(pool: &PgPool) -> Value {
+    sqlx::query_scalar(
+        "SELECT jsonb_agg(jsonb_build_object( \
+             'table', c.relname, 'schema', c.relnamespace::regnamespace::text, \
+             'options', c.reloptions, \
+             'columns', (SELECT jsonb_agg(jsonb_build_array(a.attname, \
+                                format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                                pg_get_expr(d.adbin, d.adrelid)) ORDER BY a.attnum) \
+                           FROM pg_attribute a \
+                           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), \
+             'constraints', (SELECT jsonb_agg(jsonb_build_array(conname, \
+                                    pg_get_constraintdef(oid)) ORDER BY conname) \
+                               FROM pg_constraint WHERE conrelid = c.oid), \
+             'indexes', (SELECT jsonb_agg(pg_get_indexdef(indexrelid) \
+                                ORDER BY pg_get_indexdef(indexrelid)) \
+                           FROM pg_index WHERE indrelid = c.oid)) ORDER BY c.relname) \
+           FROM pg_class c \
+          WHERE c.relname IN ('sla_state', 'sla_metric', 'sla_report_counts') \
+            AND c.relkind = 'r'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until a statement starting with `prefix` waits for a lock.
+async fn wait_until_waiting_for_a_lock(pool: &PgPool, prefix: &str, what: &str) {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+          WHERE datname = current_database() AND wait_event_type = 'Lock' \
+            AND query LIKE '{prefix}%')"
+    );
+    wait_for(pool, &sql, Duration::from_secs(30), what).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rebuild_swaps_in_whole_tables_with_the_same_definition_past_readers_and_writers() {
+    // Given tickets projected under a policy
+    let harness = Harness::start().await;
+    let pool = &harness.pool;
+    let envelopes = answered_and_solved_tickets(&harness, 3).await;
+    let projection = SlaProjection::new(pool.clone());
+    for outcome in projection.apply_batch(&envelopes).await {
+        outcome.unwrap();
+    }
+    let live = snapshot(pool).await;
+    let catalog = sla_catalog(pool).await;
+    let indexes: usize = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|table| table["indexes"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(indexes, 6, "{catalog:#}");
+    let ticket = live[0][0]["ticket_id"].as_str().unwrap().to_owned();
+    // a report in a transaction of its own, holding the metric rows it read
+    let mut report = pool.begin().await.unwrap();
+    let count_rows = "SELECT count(*) FROM sla_metric";
+    let rows: i64 = sqlx::query_scalar(count_rows)
+        .fetch_one(&mut *report)
+        .await
+        .unwrap();
+    // and a writer whose statement is prepared against the live table
+    let mut writer = pool.acquire().await.unwrap();
+    let reassign = "UPDATE sla_state SET assignee = $2 WHERE ticket_id = $1";
+    sqlx::query(reassign)
+        .bind(&ticket)
+        .bind(live[0][0]["assignee"].as_str())
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+
+    // When a rebuild runs, reaches the swap while the report still reads, and the writer
+    // comes in behind it
+    let rebuilding = tokio::spawn({
+        let pool = pool.clone();
+        async move { sla::rebuild::rebuild(&pool, |_| {}).await }
+    });
+    wait_until_waiting_for_a_lock(pool, "LOCK TABLE", "the rebuild waiting to swap").await;
+    let reread: i64 = sqlx::query_scalar(count_rows)
+        .fetch_one(&mut *report)
+        .await
+        .unwrap();
+    let writing = tokio::spawn({
+        let ticket = ticket.clone();
+        async move {
+            sqlx::query(reassign)
+                .bind(&ticket)
+                .bind("agent-after-rebuild")
+                .execute(&mut *writer)
+                .await
+                .map(|done| done.rows_affected())
+        }
+    });
+    wait_until_waiting_for_a_lock(pool, "UPDATE sla_state", "the writer waiting").await;
+    report.commit().await.unwrap();
+
+    // Then the report read the old rows throughout, the rebuild swapped, the writer's update
+    // went into the new table, and the tables are defined as before
+    assert_eq!(reread, rows);
+    let rebuilt = rebuilding.await.unwrap().unwrap();
+    assert_eq!(rebuilt.tickets, 3);
+    assert_eq!(writing.await.unwrap().unwrap(), 1);
+    let after = snapshot(pool).await;
+    assert_eq!(after[1], live[1], "sla_metric");
+    assert_eq!(after[2], live[2], "sla_report_counts");
+    let mut expected = live[0].clone();
+    expected[0]["assignee"] = json!("agent-after-rebuild");
+    assert_eq!(after[0], expected, "sla_state");
+    assert_eq!(sla_catalog(pool).await, catalog);
+    let leftover: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'sla_rebuild')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(!leftover, "the copies' schema is gone");
+}
+
 #[tokio::test]
 async fn duplicated_and_reordered_ticket_events_decide_each_sla_event_once() {
     // Given tickets opened and answered under a policy, their events read back from the store

@@ -9,7 +9,8 @@
 //!   `TicketSla` events;
 //! - [`projection`]: the live projection;
 //! - [`watcher`]: records breaches that fall due between ticket events;
-//! - [`rebuild`]: the SLA read model from the stored events, in one transaction.
+//! - [`rebuild`]: the SLA read model from the stored events, in one transaction, filled into
+//!   copies of the tables (`shadow`) that replace them at commit.
 //!
 //! The reports that read these tables are in the query API (`query-api/src/sla_reports.rs`).
 
@@ -17,6 +18,7 @@ pub mod model;
 pub mod policies;
 pub mod projection;
 pub mod rebuild;
+mod shadow;
 pub mod store;
 pub mod watcher;
 

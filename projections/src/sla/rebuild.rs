@@ -20,8 +20,9 @@
 //! consumer: reset the consumer, see docs/architecture.md.)
 //!
 //! **One transaction.** The rebuild locks the three tables against writers (`EXCLUSIVE`),
-//! replaces their contents and commits: reports keep reading the old rows until the new ones
-//! are complete, and the projection and the breach watchers wait rather than interleave.
+//! fills bare copies of them, indexes the copies, puts them in place of the tables and commits
+//! (`super::shadow`): reports keep reading the old rows until the new ones are complete, and
+//! the projection and the breach watchers wait rather than interleave.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,7 @@ use helpdesk_domain::ticket::{TicketEvent, upcast};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::model::{Dims, Tally, TicketRows};
+use super::shadow::Shadow;
 use super::store::{self, AGGREGATE_TYPE, MetricColumns, TicketState};
 use crate::ProjectionError;
 
@@ -105,7 +107,7 @@ pub async fn rebuild_in_chunks(
 ) -> Result<Rebuilt, ProjectionError> {
     let started = Instant::now();
     let mut tx = pool.begin().await?;
-    let total = prepare(&mut tx).await?;
+    let (total, shadow) = prepare(&mut tx).await?;
     let mut rebuilt = Rebuilt::default();
     // Passed to each chunk's replay and back, so counts go straight into it.
     let mut tally = Tally::without_quarters();
@@ -146,6 +148,7 @@ pub async fn rebuild_in_chunks(
     write_counts(&mut tx, &mut tally).await?;
     // A third of the count rows, summed once from the month rows instead of upserted per chunk.
     store::sum_quarters_from_months(&mut tx).await?;
+    shadow.swap(&mut tx).await?;
     tx.commit().await?;
     Ok(rebuilt)
 }
@@ -193,9 +196,12 @@ fn read_ahead(pool: &PgPool, chunk: &[(String, i64)]) -> Reading {
     })
 }
 
-/// Locks out writers, records every ticket's frontier, empties the tables; returns the number
-/// of tickets to replay.
-async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<u64, ProjectionError> {
+/// The tables a rebuild replaces.
+const TABLES: [&str; 3] = ["sla_state", "sla_metric", "sla_report_counts"];
+
+/// Locks out writers, records every ticket's frontier, creates the empty copies the rebuild
+/// fills; returns the number of tickets to replay and the copies.
+async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<(u64, Shadow), ProjectionError> {
     sqlx::query("LOCK TABLE sla_state, sla_metric, sla_report_counts IN EXCLUSIVE MODE")
         .execute(&mut **tx)
         .await?;
@@ -213,15 +219,13 @@ async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<u64, ProjectionEr
     sqlx::query("ALTER TABLE sla_rebuild_frontier ADD PRIMARY KEY (ticket_id)")
         .execute(&mut **tx)
         .await?;
-    for table in ["sla_state", "sla_metric", "sla_report_counts"] {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&mut **tx)
-            .await?;
-    }
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM sla_rebuild_frontier")
         .fetch_one(&mut **tx)
         .await?;
-    Ok(u64::try_from(total).unwrap_or_default())
+    // The counts are upserted (a tally is written whenever it has grown large), which needs
+    // their primary key; states and metric rows are only inserted, into bare tables.
+    let shadow = Shadow::create(tx, &TABLES, &["sla_report_counts"]).await?;
+    Ok((u64::try_from(total).unwrap_or_default(), shadow))
 }
 
 /// Writes the day and month counts of `tally` and empties it (quarters are summed at the end).
