@@ -128,9 +128,12 @@ impl Shadow {
             .execute(&mut **tx)
             .await?;
         for copy in &copies {
-            sqlx::query(&format!("ALTER TABLE {copy} SET SCHEMA {}", self.live_schema))
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(&format!(
+                "ALTER TABLE {copy} SET SCHEMA {}",
+                self.live_schema
+            ))
+            .execute(&mut **tx)
+            .await?;
         }
         sqlx::query(&format!("DROP SCHEMA {SCHEMA}"))
             .execute(&mut **tx)
