@@ -862,7 +862,7 @@ async fn a_rebuilt_index_keeps_the_sla_state_of_every_ticket() {
 #[tokio::test]
 async fn a_replay_committing_every_few_events_folds_the_documents_the_live_index_holds() {
     use helpdesk_search::SearchBackend;
-    use helpdesk_search::projection::{ReplayBounds, replay_bounded};
+    use helpdesk_search::projection::{ReplayBounds, replay_bounded, replay_by_ticket_bounded};
     use helpdesk_search::tantivy_backend::TantivyBackend;
 
     let app = TestApp::spawn_with_search(AuthConfig::default()).await;
@@ -932,6 +932,40 @@ async fn a_replay_committing_every_few_events_folds_the_documents_the_live_index
             Some(cursor.position),
             "{bounds:?}"
         );
+        assert_eq!(backend.get(&opened).await.unwrap(), live, "{bounds:?}");
+    }
+    // And so does a replay ticket by ticket (a rebuild's), one or two tickets per read,
+    // committing every few events or every read, and the replay in commit order from its cut
+    let folded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE aggregate_type IN ('Ticket', 'TicketSla')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let two_tickets_every_five_events = ReplayBounds {
+        batch: 2,
+        ..every_five_events
+    };
+    let one_ticket_every_read = ReplayBounds {
+        batch: 1,
+        ..every_read
+    };
+    for bounds in [two_tickets_every_five_events, one_ticket_every_read] {
+        let directory = tempfile::tempdir().unwrap();
+        let backend = TantivyBackend::open(directory.path()).unwrap();
+        let (cut, replayed) = replay_by_ticket_bounded(&app.pool, &backend, bounds, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(replayed as i64, folded, "{bounds:?}");
+        assert_eq!(
+            backend.checkpoint().unwrap(),
+            Some(cut.position),
+            "{bounds:?}"
+        );
+        assert_eq!(backend.get(&opened).await.unwrap(), live, "{bounds:?}");
+        replay_bounded(&app.pool, &backend, cut, bounds, |_| {})
+            .await
+            .unwrap();
         assert_eq!(backend.get(&opened).await.unwrap(), live, "{bounds:?}");
     }
 }

@@ -93,14 +93,70 @@ pub async fn next_replay_batch(
     after: Cursor,
     limit: i64,
 ) -> sqlx::Result<Vec<ReplayEvent>> {
-    read_after(
-        "tx_id::text::bigint AS tx, global_position, aggregate_type, aggregate_id, sequence, \
-         event_type, event_version, recorded_at, payload::text AS payload",
-        pool,
-        after,
-        limit,
+    read_after(REPLAY_COLUMNS, pool, after, limit).await
+}
+
+/// The columns a [`ReplayEvent`] reads.
+const REPLAY_COLUMNS: &str = "tx_id::text::bigint AS tx, global_position, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, recorded_at, payload::text AS payload";
+
+/// The cursor of the last event that is final now: every event up to it (in commit-safe order)
+/// is committed, and no event committed later can sort before it. `None` for an empty store.
+/// A replay that reads the events up to it in any order, then goes on from it with
+/// [`next_replay_batch`], sees every event once.
+pub async fn replay_cut(pool: &PgPool) -> sqlx::Result<Option<Cursor>> {
+    let cut: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id::text::bigint, global_position FROM events \
+          WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+          ORDER BY tx_id DESC, global_position DESC LIMIT 1",
     )
-    .await
+    .fetch_optional(pool)
+    .await?;
+    Ok(cut.map(|(tx_id, position)| Cursor { tx_id, position }))
+}
+
+/// The next `limit` aggregates of type `kinds[0]` after the id `after` (in id order), and the
+/// events up to `through` of the aggregates of any of `kinds` with those ids, by id, then in
+/// commit-safe order: an aggregate's events in the order [`next_replay_batch`] reads them.
+/// Returns the last id of the chunk too (`None` past the last aggregate), which may have no
+/// events up to `through`.
+pub async fn replay_aggregates(
+    pool: &PgPool,
+    kinds: &[&str],
+    after: &str,
+    limit: i64,
+    through: Cursor,
+) -> sqlx::Result<(Option<String>, Vec<ReplayEvent>)> {
+    let Some(named) = kinds.first() else {
+        return Ok((None, Vec::new()));
+    };
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events \
+          WHERE aggregate_type = $1 AND sequence = 1 AND aggregate_id > $2 \
+          ORDER BY aggregate_id LIMIT $3",
+    )
+    .bind(named)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let Some(last) = ids.last().cloned() else {
+        return Ok((None, Vec::new()));
+    };
+    let events = sqlx::query_as(&format!(
+        "SELECT {REPLAY_COLUMNS} \
+           FROM unnest($1::text[]) AS a(id) \
+           JOIN events ON aggregate_id = a.id AND aggregate_type = ANY($2) \
+          WHERE (tx_id, global_position) <= ($3::text::xid8, $4) \
+          ORDER BY aggregate_id, tx_id, global_position"
+    ))
+    .bind(&ids)
+    .bind(kinds)
+    .bind(through.tx_id.to_string())
+    .bind(through.position)
+    .fetch_all(pool)
+    .await?;
+    Ok((Some(last), events))
 }
 
 /// `columns` of up to `limit` committed events after `after`, in commit-safe order.

@@ -3,7 +3,8 @@
 //! A rebuild replays the event store into a new generation (a new tantivy directory, a new
 //! Elasticsearch physical index) while the serving one keeps answering, then switches:
 //!
-//! 1. replay everything into the new generation (the long part; searches are unaffected);
+//! 1. replay everything into the new generation, ticket by ticket, up to a cut of the store
+//!    (the long part; searches are unaffected);
 //! 2. pause the live projector between two writes (when it runs in this process), replay what
 //!    was committed meanwhile, and promote the new generation (directory swap / alias swap);
 //! 3. replay once more what committed between that catch-up and the switch (only needed when
@@ -16,13 +17,12 @@
 use std::sync::Arc;
 
 use helpdesk_platform::SearchConfig;
-use helpdesk_platform::event_log::Cursor;
 use helpdesk_projections::ProjectionError;
 use sqlx::PgPool;
 
 use crate::backend::{BackendError, SearchBackend};
 use crate::elastic::ElasticBackend;
-use crate::projection::{SearchProjection, replay};
+use crate::projection::{SearchProjection, replay, replay_by_ticket};
 use crate::tantivy_backend::TantivyBackend;
 
 /// The configured search index.
@@ -105,7 +105,7 @@ pub async fn rebuild(
             Next::Elastic(serving.new_generation().await.map_err(unavailable)?)
         }
     };
-    let (cursor, replayed) = replay(pool, next.backend(), Cursor::default(), |done| {
+    let (cursor, replayed) = replay_by_ticket(pool, next.backend(), |done| {
         report(RebuildStep::Replayed(done))
     })
     .await?;
