@@ -116,6 +116,17 @@ impl Dimension {
         Dimension::Policy,
         Dimension::Channel,
     ];
+
+    /// The wire name, as `sla_report_counts.dimension` holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Priority => "priority",
+            Dimension::Group => "group",
+            Dimension::Assignee => "assignee",
+            Dimension::Policy => "policy",
+            Dimension::Channel => "channel",
+        }
+    }
 }
 
 /// The period sizes counts are kept at: a day, the month and the calendar quarter (each dated
@@ -129,6 +140,15 @@ pub enum Granularity {
 }
 
 impl Granularity {
+    /// The wire name, as `sla_report_counts.granularity` holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Day => "day",
+            Granularity::Month => "month",
+            Granularity::Quarter => "quarter",
+        }
+    }
+
     /// Every granularity a count is kept at, with the period holding `day`.
     fn periods(day: NaiveDate) -> [(Granularity, NaiveDate); 3] {
         let month = day.with_day(1).unwrap_or(day);
@@ -421,6 +441,29 @@ mod tests {
 
     fn at(minute: i64) -> DateTime<Utc> {
         DateTime::<Utc>::from_timestamp(1_790_000_000 + minute * 60, 0).unwrap()
+    }
+
+    #[test]
+    fn the_column_values_of_a_count_key_are_its_serde_names() {
+        let name = |value: serde_json::Value| value.as_str().unwrap().to_owned();
+        for dimension in Dimension::ALL {
+            assert_eq!(
+                name(serde_json::to_value(dimension).unwrap()),
+                dimension.as_str()
+            );
+        }
+        for granularity in [Granularity::Day, Granularity::Month, Granularity::Quarter] {
+            assert_eq!(
+                name(serde_json::to_value(granularity).unwrap()),
+                granularity.as_str()
+            );
+        }
+        for outcome in [Outcome::Achieved, Outcome::Breached] {
+            assert_eq!(
+                name(serde_json::to_value(outcome).unwrap()),
+                outcome.as_str()
+            );
+        }
     }
 
     fn dims(priority: &str) -> Dims {

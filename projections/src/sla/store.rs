@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use helpdesk_domain::sla::{SlaEvent, SlaMetric, TicketSla};
 use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
@@ -357,37 +357,29 @@ pub async fn insert_rows(
 /// Adds a tally to `sla_report_counts` and deletes rows that reached zero.
 ///
 /// Rows are upserted in key order, the same in every transaction, so two transactions that
-/// touch the same counts wait for each other instead of deadlocking.
+/// touch the same counts wait for each other instead of deadlocking. The changes are sent as
+/// one array per column (`UNNEST`), so Postgres parses no JSON for them.
 pub async fn apply_tally(
     tx: &mut Transaction<'_, Postgres>,
     tally: &Tally,
 ) -> Result<(), ProjectionError> {
-    #[derive(Serialize)]
-    struct Change<'a> {
-        #[serde(flatten)]
-        key: &'a super::model::CountKey,
-        count: i64,
-    }
-    let changes: Vec<Change<'_>> = tally
-        .changes()
-        .map(|(key, count)| Change { key, count })
-        .collect();
-    if changes.is_empty() {
+    let changes = CountColumns::of(tally);
+    if changes.count.is_empty() {
         return Ok(());
     }
-    let lowest: Option<i64> = sqlx::query_scalar(
-        "WITH changed AS ( \
-             INSERT INTO sla_report_counts AS c \
-             SELECT * FROM jsonb_populate_recordset(NULL::sla_report_counts, $1) \
-              ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes \
-             ON CONFLICT (metric, dimension, granularity, period, key, outcome, business_minutes) \
-             DO UPDATE SET count = c.count + EXCLUDED.count \
-             RETURNING c.count) \
-         SELECT min(count) FROM changed",
-    )
-    .bind(sqlx::types::Json(&changes))
-    .fetch_one(&mut **tx)
-    .await?;
+    let lowest: Option<i64> = changes
+        .bind(sqlx::query_scalar(&format!(
+            "WITH changed AS ( \
+                 INSERT INTO sla_report_counts AS c \
+                 SELECT * FROM {COUNT_CHANGES} \
+                  ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes \
+                 ON CONFLICT (metric, dimension, granularity, period, key, outcome, business_minutes) \
+                 DO UPDATE SET count = c.count + EXCLUDED.count \
+                 RETURNING c.count) \
+             SELECT min(count) FROM changed"
+        )))
+        .fetch_one(&mut **tx)
+        .await?;
     if lowest.is_some_and(|lowest| lowest < 0) {
         return Err(ProjectionError::Permanent(
             "an SLA report count would fall below zero (a fulfilment of an outcome that was \
@@ -395,18 +387,73 @@ pub async fn apply_tally(
                 .into(),
         ));
     }
-    if changes.iter().any(|change| change.count < 0) {
-        sqlx::query(
-            "DELETE FROM sla_report_counts c USING jsonb_populate_recordset(NULL::sla_report_counts, $1) r \
-              WHERE c.count = 0 AND r.count < 0 \
-                AND (c.metric, c.dimension, c.granularity, c.period, c.key, c.outcome, c.business_minutes) \
-                  = (r.metric, r.dimension, r.granularity, r.period, r.key, r.outcome, r.business_minutes)",
-        )
-        .bind(sqlx::types::Json(&changes))
-        .execute(&mut **tx)
-        .await?;
+    if changes.count.iter().any(|count| *count < 0) {
+        let _deleted: i64 = changes
+            .bind(sqlx::query_scalar(&format!(
+                "WITH deleted AS ( \
+                     DELETE FROM sla_report_counts c USING {COUNT_CHANGES} \
+                      WHERE c.count = 0 AND r.count < 0 \
+                        AND (c.metric, c.dimension, c.granularity, c.period, c.key, c.outcome, \
+                             c.business_minutes) \
+                          = (r.metric, r.dimension, r.granularity, r.period, r.key, r.outcome, \
+                             r.business_minutes) \
+                     RETURNING 1) \
+                 SELECT count(*) FROM deleted"
+            )))
+            .fetch_one(&mut **tx)
+            .await?;
     }
     Ok(())
+}
+
+/// The rows of [`CountColumns`], bound as `$1` … `$8`, named `r`.
+const COUNT_CHANGES: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::date[], \
+     $5::text[], $6::text[], $7::int8[], $8::int8[]) \
+     AS r(metric, dimension, granularity, period, key, outcome, business_minutes, count)";
+
+/// The changes of a tally as one array per `sla_report_counts` column.
+#[derive(Debug, Default)]
+struct CountColumns<'a> {
+    metric: Vec<&'static str>,
+    dimension: Vec<&'static str>,
+    granularity: Vec<&'static str>,
+    period: Vec<NaiveDate>,
+    key: Vec<&'a str>,
+    outcome: Vec<&'static str>,
+    business_minutes: Vec<i64>,
+    count: Vec<i64>,
+}
+
+impl<'a> CountColumns<'a> {
+    fn of(tally: &'a Tally) -> CountColumns<'a> {
+        let mut columns = CountColumns::default();
+        for (key, count) in tally.changes() {
+            columns.metric.push(key.metric.as_str());
+            columns.dimension.push(key.dimension.as_str());
+            columns.granularity.push(key.granularity.as_str());
+            columns.period.push(key.period);
+            columns.key.push(&key.key);
+            columns.outcome.push(key.outcome.as_str());
+            columns.business_minutes.push(key.business_minutes);
+            columns.count.push(count);
+        }
+        columns
+    }
+
+    fn bind<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.metric)
+            .bind(&self.dimension)
+            .bind(&self.granularity)
+            .bind(&self.period)
+            .bind(&self.key)
+            .bind(&self.outcome)
+            .bind(&self.business_minutes)
+            .bind(&self.count)
+    }
 }
 
 /// Writes every quarter's counts as the sum of its months' (the same rows counting each
