@@ -300,8 +300,8 @@ pub async fn rebuild_projection(config: Config, name: &str) -> Result<(), StartE
 }
 
 /// `helpdesk projections rebuild sla`: replays the stored SLA events (never decides them
-/// again) in place of the SLA tables' rows, in one transaction; reports read the old rows until
-/// it commits.
+/// again) into copies of the SLA tables that replace them at commit, in one transaction;
+/// reports read the old rows until then.
 async fn rebuild_sla(pool: &sqlx::PgPool) -> Result<(), StartError> {
     let rebuilt = sla::rebuild::rebuild(pool, |progress| {
         let _ = writeln!(
