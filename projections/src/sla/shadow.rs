@@ -9,12 +9,16 @@
 //! as before), and the swap holds `ACCESS EXCLUSIVE` only for the drop and the moves.
 //!
 //! The copies follow the catalog, not a second list of columns and indexes: each is created
-//! `LIKE` its live table (columns, defaults, `NOT NULL` and `CHECK` constraints, storage,
-//! comments, statistics) with the same storage parameters, and gets every index and
-//! primary-key, unique, exclusion and foreign-key constraint of the live table, under the same
-//! names (they live in another schema until the swap, so the names do not collide). Privileges
-//! granted on the live tables do not carry over, and an object that depends on one of them (a
-//! view, say) makes the drop fail, which rolls the whole rebuild back (docs/operations.md).
+//! `LIKE` its live table (columns, defaults, `NOT NULL` and `CHECK` constraints, column
+//! storage and compression, comments; `UNLOGGED` if it is) with the same storage parameters,
+//! and gets every index and primary-key, unique, exclusion and foreign-key constraint of the
+//! live table, under the same names (they live in another schema until the swap, so the names
+//! do not collide). What does not carry over: privileges, extended statistics (`CREATE
+//! STATISTICS`; moving a table to another schema leaves them behind), triggers, row security,
+//! publication membership and replica identity; and an object that depends on one of the
+//! tables (a view, say) makes the drop fail, which rolls the whole rebuild back. A
+//! `REPEATABLE READ` transaction whose snapshot predates the commit and that first reads the
+//! tables after it sees them empty, as after `TRUNCATE` (docs/operations.md).
 
 use std::time::Duration;
 
@@ -25,12 +29,13 @@ use crate::ProjectionError;
 /// The schema the copies are filled in; it exists only inside a rebuild's transaction.
 const SCHEMA: &str = "sla_rebuild";
 
-/// How long the swap waits for readers of the live tables before it lets them go on and tries
-/// again (new readers queue behind a waiting `ACCESS EXCLUSIVE` request).
+/// How long one try at the swap's lock waits for readers of the live tables before it lets
+/// them go on (new readers queue behind a waiting `ACCESS EXCLUSIVE` request).
 const SWAP_LOCK_TIMEOUT: &str = "1s";
 
-/// Tries at the swap's lock before the rebuild gives up.
-const SWAP_LOCK_ATTEMPTS: u32 = 30;
+/// How long the swap goes on trying before the rebuild gives up (and rolls back): long enough
+/// for a slow report, short of waiting out a `pg_dump`, which holds every table it copies.
+const SWAP_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Copies of some tables, being filled in the rebuild's transaction.
 #[derive(Debug)]
@@ -69,7 +74,9 @@ impl Shadow {
         for &table in tables {
             let (schema, create): (String, String) = sqlx::query_as(
                 "SELECT quote_ident(n.nspname), \
-                        format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING ALL EXCLUDING INDEXES) %s', \
+                        format('CREATE %sTABLE %I.%I \
+                                    (LIKE %I.%I INCLUDING ALL EXCLUDING INDEXES EXCLUDING STATISTICS) %s', \
+                               CASE WHEN c.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END, \
                                $2::text, c.relname, n.nspname, c.relname, \
                                CASE WHEN c.reloptions IS NULL THEN '' \
                                     ELSE 'WITH (' || array_to_string(c.reloptions, ', ') || ')' END) \
@@ -184,13 +191,14 @@ async fn indexing_statements(
 /// request up, and new readers queue behind it; so each try waits at most
 /// [`SWAP_LOCK_TIMEOUT`], and a try that times out (or is chosen to break a deadlock with a
 /// reader holding one table and waiting for another) is rolled back to its savepoint, which
-/// releases what it took and nothing the rebuild took before, and the swap tries again.
+/// releases what it took and nothing the rebuild took before, and the swap tries again, for
+/// [`SWAP_PATIENCE`] at most.
 async fn lock_for_swap(
     tx: &mut Transaction<'_, Postgres>,
     live: &[String],
 ) -> Result<(), ProjectionError> {
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "));
-    let mut attempt = 1;
+    let started = std::time::Instant::now();
     loop {
         let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
         sqlx::query(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
@@ -205,12 +213,11 @@ async fn lock_for_swap(
                 return Ok(());
             }
             Err(sqlx::Error::Database(error))
-                if attempt < SWAP_LOCK_ATTEMPTS
+                if started.elapsed() < SWAP_PATIENCE
                     // lock_not_available, deadlock_detected
                     && matches!(error.code().as_deref(), Some("55P03" | "40P01")) =>
             {
                 savepoint.rollback().await?;
-                attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(error) => return Err(error.into()),
