@@ -40,8 +40,8 @@ const SWAP_PATIENCE: Duration = Duration::from_secs(300);
 /// Copies of some tables, being filled in the rebuild's transaction.
 #[derive(Debug)]
 pub struct Shadow {
-    /// The live tables, schema-qualified and quoted.
-    live: Vec<String>,
+    /// The tables copied, unqualified.
+    tables: Vec<String>,
     /// The live tables' schema, quoted.
     live_schema: String,
     /// The search path before the copies' schema was put first.
@@ -64,7 +64,7 @@ impl Shadow {
             .execute(&mut **tx)
             .await?;
         let mut shadow = Shadow {
-            live: Vec::new(),
+            tables: Vec::new(),
             live_schema: String::new(),
             search_path: sqlx::query_scalar("SELECT current_setting('search_path')")
                 .fetch_one(&mut **tx)
@@ -102,7 +102,7 @@ impl Shadow {
             } else {
                 shadow.indexing.extend(indexing);
             }
-            shadow.live.push(format!("{schema}.{table}"));
+            shadow.tables.push(table.to_owned());
             shadow.live_schema = schema;
         }
         sqlx::query("SELECT set_config('search_path', $1, true)")
@@ -118,11 +118,13 @@ impl Shadow {
         for statement in &self.indexing {
             sqlx::query(statement).execute(&mut **tx).await?;
         }
-        let copies: Vec<String> = self
-            .live
-            .iter()
-            .map(|live| copy_of(live, &self.live_schema))
-            .collect();
+        let qualified = |schema: &str| -> Vec<String> {
+            self.tables
+                .iter()
+                .map(|table| format!("{schema}.{table}"))
+                .collect()
+        };
+        let (live, copies) = (qualified(&self.live_schema), qualified(SCHEMA));
         sqlx::query(&format!("ANALYZE {}", copies.join(", ")))
             .execute(&mut **tx)
             .await?;
@@ -130,8 +132,8 @@ impl Shadow {
             .bind(&self.search_path)
             .execute(&mut **tx)
             .await?;
-        lock_for_swap(tx, &self.live).await?;
-        sqlx::query(&format!("DROP TABLE {}", self.live.join(", ")))
+        lock_for_swap(tx, &live).await?;
+        sqlx::query(&format!("DROP TABLE {}", live.join(", ")))
             .execute(&mut **tx)
             .await?;
         for copy in &copies {
@@ -147,15 +149,6 @@ impl Shadow {
             .await?;
         Ok(())
     }
-}
-
-/// `schema.table` of the live table → the copy's `sla_rebuild.table`.
-fn copy_of(live: &str, live_schema: &str) -> String {
-    let table = live
-        .strip_prefix(live_schema)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .unwrap_or(live);
-    format!("{SCHEMA}.{table}")
 }
 
 /// The statements that give the copy of `table` every index and index-backed or foreign-key
