@@ -93,6 +93,10 @@ struct LoadArgs {
     /// With --url: the server's process id, to follow its memory and CPU.
     #[arg(long)]
     pid: Option<u32>,
+    /// With --url: the server's `HELPDESK_NATS_PREFIX`, to time its events' arrival on the
+    /// events stream beside the WebSocket pushes.
+    #[arg(long)]
+    nats_prefix: Option<String>,
     /// `open`: a fixed rate whatever the answers; `closed`: workers that wait for answers.
     #[arg(long, value_enum, default_value = "open")]
     mode: LoopKind,
@@ -191,6 +195,7 @@ async fn load(args: LoadArgs) -> Result<(), String> {
                 .secret
                 .ok_or("--url needs --secret (or HELPDESK_JWT_SECRET)")?,
             pid: args.pid,
+            prefix: args.nats_prefix,
         },
         None => Target::Start {
             env: args.server_env,
@@ -317,8 +322,8 @@ async fn machine(commit: &str) -> String {
         Err(_) => "?".into(),
     };
     let mut text = format!(
-        "{cores} cores ({model}), {memory_gib:.0} GiB, {os} (Linux {kernel}), PostgreSQL {postgres} \
-         (default settings), nats-server {nats}; Postgres, NATS, the server and the load \
+        "{cores} cores ({model}), {memory_gib:.0} GiB, {os} (Linux {kernel}), PostgreSQL {postgres}, \
+         nats-server {nats}; Postgres, NATS, the server and the load \
          generator all on this one host"
     );
     if !commit.is_empty() {
@@ -327,7 +332,22 @@ async fn machine(commit: &str) -> String {
     text
 }
 
+/// The server's version and, of the settings that shape these figures, those that differ from
+/// Postgres's built-in defaults (`15.20 (autovacuum off, shared_buffers 128MB)`).
 async fn postgres_version() -> String {
+    const SETTINGS: &[&str] = &[
+        "autovacuum",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "commit_delay",
+        "wal_level",
+        "shared_buffers",
+        "max_wal_size",
+        "checkpoint_timeout",
+        "work_mem",
+        "jit",
+    ];
     let url = helpdesk_platform::Secret::new(helpdesk_tests::postgres_server_url());
     let Ok(pool) = helpdesk_platform::db::connect(&url, 1).await else {
         return "?".into();
@@ -335,8 +355,25 @@ async fn postgres_version() -> String {
     let version: Result<String, _> = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&pool)
         .await;
+    let changed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, current_setting(name) FROM pg_settings \
+          WHERE name = ANY($1) AND setting IS DISTINCT FROM boot_val ORDER BY name",
+    )
+    .bind(SETTINGS)
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_default();
     pool.close().await;
-    version
+    let version = version
         .map(|v| v.split_whitespace().next().unwrap_or_default().to_owned())
-        .unwrap_or_else(|_| "?".into())
+        .unwrap_or_else(|_| "?".into());
+    let settings = match changed.is_empty() {
+        true => "built-in defaults".to_owned(),
+        false => changed
+            .iter()
+            .map(|(name, value)| format!("{name} {value}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    format!("{version} ({settings})")
 }

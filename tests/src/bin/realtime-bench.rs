@@ -350,15 +350,7 @@ async fn watch_stream(nats: async_nats::Client, prefix: String, log: Arc<Mutex<V
     let mut messages = consumer.messages().await.unwrap();
     while let Some(Ok(message)) = messages.next().await {
         let at = now_ns();
-        // Nats-Msg-Id = Ticket:<id>:<sequence>
-        let id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id"));
-        let Some(mut parts) = id.map(|id| id.as_str().split(':')) else {
-            continue;
-        };
-        let ticket = parts.nth(1).and_then(|t| Uuid::parse_str(t).ok());
-        let version = parts.next().and_then(|v| v.parse().ok());
-        if let (Some(ticket), Some(version)) = (ticket, version) {
-            let ticket = ticket.as_u128();
+        if let Some((ticket, version)) = ws::stream_key(&message) {
             log.lock().unwrap().push(Arrival {
                 ticket,
                 version,

@@ -37,6 +37,8 @@ pub struct Context {
     pub api: Arc<Api>,
     pub recorder: Recorder,
     pub pushes: Option<Arc<PushWatch>>,
+    /// The reader of the events stream (the relay's share of the push latency).
+    pub stream: Option<Arc<PushWatch>>,
     pub prober: Option<Arc<Prober>>,
     serials: AtomicU64,
 }
@@ -46,15 +48,22 @@ impl Context {
     pub fn new(
         api: Arc<Api>,
         pushes: Option<Arc<PushWatch>>,
+        stream: Option<Arc<PushWatch>>,
         prober: Option<Arc<Prober>>,
     ) -> Context {
         Context {
             api,
             recorder: Recorder::default(),
             pushes,
+            stream,
             prober,
             serials: AtomicU64::new(0),
         }
+    }
+
+    /// The watches awaiting the pushes of a command's event.
+    fn watches(&self) -> impl Iterator<Item = &PushWatch> {
+        self.pushes.iter().chain(&self.stream).map(Arc::as_ref)
     }
 
     fn next_serial(&self) -> u64 {
@@ -85,8 +94,10 @@ impl Context {
         self.recorder
             .record(kind, timing, outcome.as_ref().map(|_| ()));
         if let Ok(accepted) = &outcome {
-            if let (Some(pushes), Ok(ticket)) = (&self.pushes, Uuid::parse_str(&accepted.id)) {
-                pushes.answered(ticket.as_u128(), accepted.version as u32, answered);
+            if let Ok(ticket) = Uuid::parse_str(&accepted.id) {
+                for watch in self.watches() {
+                    watch.answered(ticket.as_u128(), accepted.version as u32, answered);
+                }
             }
             if let (Some(prober), Some(word)) = (&self.prober, word) {
                 prober.start(word, accepted.position, answered);
@@ -159,10 +170,12 @@ async fn prepare_tickets(context: &Arc<Context>, count: usize) -> VecDeque<(Arc<
             let serial = context.next_serial();
             let (method, path, body) = request(Kind::Open, "", serial, None);
             let accepted = context.api.send(method, &path, &body).await;
-            if let (Some(pushes), Ok(accepted)) = (&context.pushes, &accepted)
+            if let Ok(accepted) = &accepted
                 && let Ok(ticket) = Uuid::parse_str(&accepted.id)
             {
-                pushes.unmeasured(ticket.as_u128(), accepted.version as u32);
+                for watch in context.watches() {
+                    watch.unmeasured(ticket.as_u128(), accepted.version as u32);
+                }
             }
             let step = 1 + i % (STEPS - 1);
             let progress = Progress {

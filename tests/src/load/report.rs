@@ -31,6 +31,10 @@ pub struct RunReport {
     pub attached: bool,
     pub commands: CommandsReport,
     pub pushes: Option<PushReport>,
+    /// Command response → the event on the events stream (one ordered consumer), measured
+    /// beside the WebSocket clients: the relay's share of their latency.
+    #[serde(default)]
+    pub stream: Option<PushReport>,
     pub searchable: Option<ProbeReport>,
     /// Resident memory of the server, the broker and the load generator over the run.
     pub rss: Vec<RssSeries>,
@@ -177,6 +181,18 @@ impl RunReport {
                 p.unmatched,
                 p.resyncs,
                 p.drops
+            )
+            .ok();
+        }
+        if let Some(p) = &self.stream {
+            writeln!(
+                out,
+                "| command response → on the events stream (one JetStream ordered consumer) | {} | {} | {} before the response, {} missing, {} unmatched |",
+                p.latency.count,
+                percentiles(&p.latency),
+                p.before_response,
+                p.missing,
+                p.unmatched
             )
             .ok();
         }

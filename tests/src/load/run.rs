@@ -38,6 +38,8 @@ pub enum Target {
         url: String,
         secret: String,
         pid: Option<u32>,
+        /// Its `HELPDESK_NATS_PREFIX`, to read its events stream.
+        prefix: Option<String>,
     },
 }
 
@@ -72,6 +74,10 @@ pub async fn run(settings: Settings) -> RunReport {
     now_ns();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (url, secret, pid, started) = prepare(&settings.target).await;
+    let prefix = match (&settings.target, &started) {
+        (Target::Attach { prefix, .. }, _) => prefix.clone(),
+        (Target::Start { .. }, started) => started.as_ref().map(|s| s.prefix.clone()),
+    };
     if settings.sla_policy {
         let manager = Api::new(&url, token(&secret, "manager", "manager-load"));
         create_sla_policy(&manager).await;
@@ -81,9 +87,25 @@ pub async fn run(settings: Settings) -> RunReport {
         0 => None,
         n => Some(Arc::new(PushWatch::connect(&url, &secret, n).await)),
     };
+    // With WebSocket clients, also the events stream: how much of their latency is the relay's.
+    let stream = match (&prefix, settings.ws_clients) {
+        (Some(prefix), 1..) => match PushWatch::on_stream(prefix).await {
+            Ok(watch) => Some(Arc::new(watch)),
+            Err(error) => {
+                eprintln!("not reading the events stream: {error}");
+                None
+            }
+        },
+        _ => None,
+    };
     let prober = (settings.search_probe > 0.0)
         .then(|| Arc::new(Prober::new(api.clone(), settings.search_probe)));
-    let context = Arc::new(Context::new(api, pushes.clone(), prober.clone()));
+    let context = Arc::new(Context::new(
+        api,
+        pushes.clone(),
+        stream.clone(),
+        prober.clone(),
+    ));
     let sampler = RssSampler::start(watched(pid));
     let before = Usage::now(pid);
     eprintln!(
@@ -118,6 +140,13 @@ pub async fn run(settings: Settings) -> RunReport {
         }
         None => None,
     };
+    let stream = match stream {
+        Some(stream) => {
+            stream.drain(Duration::from_secs(10)).await;
+            Arc::try_unwrap(stream).ok().map(PushWatch::finish)
+        }
+        None => None,
+    };
     let rss = sampler.finish().await;
     if let Some(started) = started {
         stop(started).await;
@@ -137,6 +166,7 @@ pub async fn run(settings: Settings) -> RunReport {
         attached: matches!(settings.target, Target::Attach { .. }),
         commands,
         pushes,
+        stream,
         searchable,
         rss,
         cpu,
@@ -147,7 +177,9 @@ pub async fn run(settings: Settings) -> RunReport {
 /// The product's URL, token secret and process id, and what to remove afterwards.
 async fn prepare(target: &Target) -> (String, String, Option<u32>, Option<Started>) {
     match target {
-        Target::Attach { url, secret, pid } => (url.clone(), secret.clone(), *pid, None),
+        Target::Attach {
+            url, secret, pid, ..
+        } => (url.clone(), secret.clone(), *pid, None),
         Target::Start { env } => {
             let binary: PathBuf = release_binary();
             let server = crate::postgres_server_url();

@@ -242,6 +242,18 @@ fn summary_table(results: &Results) -> String {
                 )),
             );
         }
+        if let Some(s) = &run.stream {
+            latency_rows(
+                &mut out,
+                &format!(
+                    "command response → on the events stream (the relay's share of both), {rate:.0}/s"
+                ),
+                Some(s.latency),
+                &js.latency,
+                &bus,
+                None,
+            );
+        }
         if let Some(s) = &run.searchable {
             latency_rows(
                 &mut out,

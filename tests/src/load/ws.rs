@@ -1,13 +1,16 @@
 //! WebSocket clients of the real-time feed for benchmarks: connecting and subscribing, reading
 //! an `update` frame's (ticket, version) without parsing all of it, and [`PushWatch`], which
 //! keeps many subscribed clients and measures, for every (client, update) pair, the time from
-//! the command's HTTP response to the push, in constant memory.
+//! the command's HTTP response to the push, in constant memory. The same watch can instead
+//! read the product's event stream ([`PushWatch::on_stream`]): the time from the response to
+//! the event's arrival on JetStream, the relay's share of every later latency.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -62,6 +65,22 @@ pub fn update_key(text: &str) -> Option<(u128, u32)> {
     let rest = text.get(at + 36..)?.strip_prefix(r#"","version":"#)?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     Some((id.as_u128(), rest[..digits].parse().ok()?))
+}
+
+/// (ticket, version) of a `Ticket` event read from the events stream, from its
+/// `Nats-Msg-Id` (`Ticket:<id>:<sequence>`, as the relay publishes it).
+pub fn stream_key(message: &async_nats::jetstream::Message) -> Option<(u128, u32)> {
+    message_id_key(message.headers.as_ref()?.get("Nats-Msg-Id")?.as_str())
+}
+
+/// (ticket, version) of a `Ticket:<id>:<sequence>` message id; `None` for other aggregates.
+fn message_id_key(id: &str) -> Option<(u128, u32)> {
+    let mut parts = id.split(':');
+    if parts.next()? != "Ticket" {
+        return None;
+    }
+    let ticket = Uuid::parse_str(parts.next()?).ok()?;
+    Some((ticket.as_u128(), parts.next()?.parse().ok()?))
 }
 
 /// How long a dropped client waits before it connects again.
@@ -154,17 +173,66 @@ impl PushWatch {
             assert!(Instant::now() < deadline, "clients did not all subscribe");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let reaper = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                forget_old(
-                    &reaper,
-                    now_ns().saturating_sub(FORGET_AFTER.as_nanos() as u64),
-                );
-            }
-        }));
+        tasks.push(tokio::spawn(reap(shared.clone())));
         PushWatch { shared, tasks }
+    }
+
+    /// One reader of the product's events stream (NATS prefix `prefix`), as the real-time feed
+    /// reads it (an ordered consumer from the stream's end): each ticket event's arrival is
+    /// matched to its command's response like a push.
+    pub async fn on_stream(prefix: &str) -> Result<PushWatch, String> {
+        let nats = async_nats::connect(crate::nats_url())
+            .await
+            .map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::new(nats);
+        let stream = js
+            .get_stream(helpdesk_schemas::events_stream_name(prefix))
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!(
+                    "{}.Ticket.>",
+                    helpdesk_schemas::events_subject_root(prefix)
+                ),
+                deliver_policy: DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared {
+            clients: 1,
+            book: Mutex::default(),
+            subscribed: AtomicUsize::new(1),
+            drops: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+        });
+        let reader = shared.clone();
+        let read = tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                let at = now_ns();
+                match message {
+                    Ok(message) => {
+                        if let Some(key) = stream_key(&message) {
+                            arrived(&reader, key, at);
+                        }
+                    }
+                    Err(_) => {
+                        reader.drops.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+            reader.drops.fetch_add(1, Ordering::Relaxed);
+        });
+        let reaper = shared.clone();
+        let reap = tokio::spawn(reap(reaper));
+        Ok(PushWatch {
+            shared,
+            tasks: vec![read, reap],
+        })
     }
 
     /// Notes that the command that made `(ticket, version)` answered at `at` (`now_ns`).
@@ -242,6 +310,17 @@ impl PushWatch {
             resyncs: self.shared.resyncs.load(Ordering::Relaxed),
             drops: self.shared.drops.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Every few seconds, gives up on updates older than [`FORGET_AFTER`].
+async fn reap(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        forget_old(
+            &shared,
+            now_ns().saturating_sub(FORGET_AFTER.as_nanos() as u64),
+        );
     }
 }
 
@@ -329,5 +408,71 @@ async fn run_client(
         }
         shared.drops.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(BACKOFF).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::HeaderMap;
+
+    #[test]
+    fn a_ticket_message_id_names_the_ticket_and_its_version() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            message_id_key(&format!("Ticket:{id}:7")),
+            Some((id.as_u128(), 7))
+        );
+        assert_eq!(message_id_key(&format!("TicketSla:{id}:7")), None);
+        assert_eq!(message_id_key(&format!("Ticket:{id}")), None);
+        assert_eq!(message_id_key("Ticket:not-a-uuid:1"), None);
+    }
+
+    /// Publishes a ticket event as the relay does: on its subject, with its message id.
+    async fn publish(js: &async_nats::jetstream::Context, prefix: &str, kind: &str, id: Uuid) {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{kind}:{id}:1").as_str());
+        let subject = format!(
+            "{}.{kind}.{id}",
+            helpdesk_schemas::events_subject_root(prefix)
+        );
+        js.publish_with_headers(subject, headers, "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_stream_watch_times_each_answered_ticket_event_and_counts_the_rest() {
+        let nats = async_nats::connect(crate::nats_url()).await.unwrap();
+        let js = async_nats::jetstream::new(nats);
+        let prefix = crate::unique_prefix();
+        helpdesk_platform::nats::ensure_events_stream(&js, &prefix)
+            .await
+            .unwrap();
+        let watch = PushWatch::on_stream(&prefix).await.unwrap();
+        let (answered, unanswered, never_published) =
+            (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        watch.answered(answered.as_u128(), 1, now_ns());
+        watch.answered(never_published.as_u128(), 1, now_ns());
+        publish(&js, &prefix, "Ticket", answered).await;
+        publish(&js, &prefix, "Ticket", unanswered).await;
+        // Another aggregate's event is not read at all.
+        publish(&js, &prefix, "TicketSla", answered).await;
+        // Until the answered event has arrived (the other one never will).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watch.shared.pushes.load(Ordering::Relaxed) < 2 {
+            assert!(Instant::now() < deadline, "the events did not arrive");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = watch.finish();
+        js.delete_stream(helpdesk_schemas::events_stream_name(&prefix))
+            .await
+            .unwrap();
+        assert_eq!(report.latency.count, 1, "{report:?}");
+        assert_eq!(report.missing, 1, "{report:?}");
+        assert_eq!(report.unmatched, 1, "{report:?}");
+        assert_eq!(report.drops, 0, "{report:?}");
     }
 }
