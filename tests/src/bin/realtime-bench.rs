@@ -24,10 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
 use helpdesk_query_api::realtime::protocol::ServerMessage;
-use helpdesk_schemas::{events_stream_name, events_subject_root};
 use helpdesk_tests::load::now_ns;
 use helpdesk_tests::load::process::{Cpu, Usage, rss_mb};
 use helpdesk_tests::load::server::{
@@ -337,17 +335,7 @@ fn record(client: &Client, feed: &Feed, text: &str) {
 /// The JetStream baseline: the product's event stream read as the feed reads it (one ordered
 /// consumer), each event stamped on arrival.
 async fn watch_stream(nats: async_nats::Client, prefix: String, log: Arc<Mutex<Vec<Arrival>>>) {
-    let js = async_nats::jetstream::new(nats);
-    let stream = js.get_stream(events_stream_name(&prefix)).await.unwrap();
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: format!("{}.Ticket.>", events_subject_root(&prefix)),
-            deliver_policy: DeliverPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut messages = ws::ticket_events(nats, &prefix).await.unwrap();
     while let Some(Ok(message)) = messages.next().await {
         let at = now_ns();
         if let Some((ticket, version)) = ws::stream_key(&message) {

@@ -15,7 +15,7 @@ use super::probe::Prober;
 use super::process::{RssSampler, Usage, Watched, nats_server_pid};
 use super::report::RunReport;
 use super::server::{agent_token, cleanup, release_binary, start_server, token};
-use super::ws::PushWatch;
+use super::ws::{PushReport, PushWatch};
 
 /// How commands are driven.
 #[derive(Debug, Clone, Copy)]
@@ -133,20 +133,8 @@ pub async fn run(settings: Settings) -> RunReport {
         Some(prober) => Some(prober.finish().await),
         None => None,
     };
-    let pushes = match pushes {
-        Some(pushes) => {
-            pushes.drain(Duration::from_secs(10)).await;
-            Arc::try_unwrap(pushes).ok().map(PushWatch::finish)
-        }
-        None => None,
-    };
-    let stream = match stream {
-        Some(stream) => {
-            stream.drain(Duration::from_secs(10)).await;
-            Arc::try_unwrap(stream).ok().map(PushWatch::finish)
-        }
-        None => None,
-    };
+    let pushes = finish(pushes).await;
+    let stream = finish(stream).await;
     let rss = sampler.finish().await;
     if let Some(started) = started {
         stop(started).await;
@@ -258,6 +246,13 @@ fn watched(server: Option<u32>) -> Vec<Watched> {
         pid: std::process::id(),
     });
     watched
+}
+
+/// Waits for a watch's last pushes (at most 10 s of quiet) and reports it.
+async fn finish(watch: Option<Arc<PushWatch>>) -> Option<PushReport> {
+    let watch = watch?;
+    watch.drain(Duration::from_secs(10)).await;
+    Arc::try_unwrap(watch).ok().map(PushWatch::finish)
 }
 
 async fn stop(mut started: Started) {

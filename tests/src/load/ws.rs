@@ -83,6 +83,28 @@ fn message_id_key(id: &str) -> Option<(u128, u32)> {
     Some((ticket.as_u128(), parts.next()?.parse().ok()?))
 }
 
+/// The `Ticket` events of the product's events stream (NATS prefix `prefix`) from its end, read
+/// as the real-time feed reads them: one ordered consumer.
+pub async fn ticket_events(
+    nats: async_nats::Client,
+    prefix: &str,
+) -> Result<pull::Ordered, String> {
+    let js = async_nats::jetstream::new(nats);
+    let stream = js
+        .get_stream(helpdesk_schemas::events_stream_name(prefix))
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("{}.Ticket.>", helpdesk_schemas::events_subject_root(prefix)),
+            deliver_policy: DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    consumer.messages().await.map_err(|e| e.to_string())
+}
+
 /// How long a dropped client waits before it connects again.
 const BACKOFF: Duration = Duration::from_secs(1);
 /// An update nobody answered for (or that some client never got) is given up after this.
@@ -119,6 +141,19 @@ struct Shared {
     pushes: AtomicU64,
 }
 
+impl Shared {
+    fn new(clients: usize) -> Shared {
+        Shared {
+            clients,
+            book: Mutex::default(),
+            subscribed: AtomicUsize::new(0),
+            drops: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+        }
+    }
+}
+
 /// `clients` WebSocket clients, each subscribed to every ticket (`{"queue":{}}`) with its own
 /// agent token, and the response → push latency of every (client, update) pair.
 pub struct PushWatch {
@@ -150,14 +185,7 @@ impl PushWatch {
     /// signed with `secret`; waits (up to two minutes) until all are subscribed.
     pub async fn connect(base: &str, secret: &str, clients: usize) -> PushWatch {
         let url = format!("{}/api/v1/realtime", base.replacen("http", "ws", 1));
-        let shared = Arc::new(Shared {
-            clients,
-            book: Mutex::default(),
-            subscribed: AtomicUsize::new(0),
-            drops: AtomicU64::new(0),
-            resyncs: AtomicU64::new(0),
-            pushes: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(clients));
         let gate = Arc::new(tokio::sync::Semaphore::new(50));
         let mut tasks = Vec::new();
         for i in 0..clients {
@@ -184,31 +212,9 @@ impl PushWatch {
         let nats = async_nats::connect(crate::nats_url())
             .await
             .map_err(|e| e.to_string())?;
-        let js = async_nats::jetstream::new(nats);
-        let stream = js
-            .get_stream(helpdesk_schemas::events_stream_name(prefix))
-            .await
-            .map_err(|e| e.to_string())?;
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: format!(
-                    "{}.Ticket.>",
-                    helpdesk_schemas::events_subject_root(prefix)
-                ),
-                deliver_policy: DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        let shared = Arc::new(Shared {
-            clients: 1,
-            book: Mutex::default(),
-            subscribed: AtomicUsize::new(1),
-            drops: AtomicU64::new(0),
-            resyncs: AtomicU64::new(0),
-            pushes: AtomicU64::new(0),
-        });
+        let mut messages = ticket_events(nats, prefix).await?;
+        let shared = Arc::new(Shared::new(1));
+        shared.subscribed.store(1, Ordering::Relaxed);
         let reader = shared.clone();
         let read = tokio::spawn(async move {
             while let Some(message) = messages.next().await {
