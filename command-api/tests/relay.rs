@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
@@ -79,6 +80,18 @@ async fn insert_event(connection: &mut sqlx::PgConnection, id: &str) -> i64 {
     .unwrap()
 }
 
+/// Begins a transaction on `connection` and makes it take its transaction id now.
+async fn begin_holding_an_id(connection: &mut sqlx::PgConnection) {
+    sqlx::query("BEGIN")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn an_event_committed_after_a_later_position_is_not_lost() {
     let app = TestApp::spawn().await;
@@ -89,16 +102,8 @@ async fn an_event_committed_after_a_later_position_is_not_lost() {
 
     // `early` takes its transaction id first, `late` second; `late` inserts first (smaller
     // position) but commits last.
-    sqlx::query("BEGIN").execute(&mut early).await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut early)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut late).await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut late)
-        .await
-        .unwrap();
+    begin_holding_an_id(&mut early).await;
+    begin_holding_an_id(&mut late).await;
     let late_position = insert_event(&mut late, "late-ticket").await;
     let early_position = insert_event(&mut early, "early-ticket").await;
     assert!(late_position < early_position);
@@ -112,6 +117,38 @@ async fn an_event_committed_after_a_later_position_is_not_lost() {
     let messages = app.stream_messages(2).await;
     let ids: Vec<&str> = messages.iter().map(|m| m.2.aggregate_id.as_str()).collect();
     assert_eq!(ids, ["early-ticket", "late-ticket"]);
+    relay.abort();
+    app.delete_stream().await;
+}
+
+#[tokio::test]
+async fn events_held_back_by_an_older_transaction_are_published_when_it_ends_not_at_the_poll() {
+    // Given a relay that polls only every ten minutes, woken by the app's commits
+    let app = TestApp::spawn().await;
+    let relay = app.start_relay_polling(Duration::from_secs(600));
+    app.open_ticket().await;
+    app.stream_messages(1).await;
+    // and a transaction holding an id, older than the next command's
+    let options = (*app.pool.connect_options()).clone();
+    let mut older = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    begin_holding_an_id(&mut older).await;
+
+    // When a command commits (waking the relay, which finds its event held back: the lag it
+    // reports counts it) and the older transaction then ends without waking anyone
+    app.open_ticket().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !app.metrics().await.contains("helpdesk_relay_lag_events 1") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never reported the held-back event"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut older).await.unwrap();
+
+    // Then the event is published long before the next poll (`stream_messages` gives up after
+    // 30 s)
+    assert_eq!(app.stream_messages(2).await.len(), 2);
     relay.abort();
     app.delete_stream().await;
 }

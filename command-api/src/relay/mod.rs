@@ -11,7 +11,10 @@
 //! doubled.
 //!
 //! It wakes at once when this process commits (a `Notify` fired by the command executor) and
-//! polls as a backstop for writes from other processes.
+//! polls as a backstop for writes from other processes. When committed events wait behind an
+//! older transaction (one that has not committed: the read stops below the oldest running
+//! one), nothing wakes it when that transaction ends, so it looks again after 2 ms, 4 ms, …
+//! every 50 ms at most.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +31,12 @@ use crate::metrics::Metrics;
 const LEADER_LOCK_BASE: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
 /// How often the lag is measured while the relay is busy (it is also measured when idle).
 const LAG_EVERY: Duration = Duration::from_secs(1);
+/// The first look again after a read found committed events held back by an older
+/// transaction; each further one waits twice as long, up to `HELD_BACK_LAST_RETRY` (or the
+/// poll interval when that is shorter): three small queries 20 times a second while a long
+/// transaction lasts, and its events out at most 50 ms after it ends.
+const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
+const HELD_BACK_LAST_RETRY: Duration = Duration::from_millis(50);
 /// Pause after a failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -121,15 +130,26 @@ impl Relay {
         let checkpoint = format!("jetstream:{}", self.settings.prefix);
         let mut cursor = batch::load_checkpoint(&self.pool, &checkpoint).await?;
         let mut lag_measured = Instant::now();
+        let mut held_back_retry: Option<Duration> = None;
         loop {
             // Still the leader? The lock dies with its connection.
             sqlx::query("SELECT 1").execute(&mut *lock).await?;
             let pending = batch::next_batch(&self.pool, cursor, self.settings.batch_size).await?;
             let Some(last) = pending.last().map(|p| p.cursor) else {
-                self.record_lag(cursor).await;
-                self.wait_for_work().await;
+                // Committed events that the read did not return wait behind an older
+                // transaction still running; its commit wakes nobody, so look again soon
+                // (sooner than the poll, backing off while it lasts).
+                let held_back = self.record_lag(cursor).await > 0;
+                held_back_retry = held_back.then(|| {
+                    held_back_retry
+                        .map_or(HELD_BACK_FIRST_RETRY, |retry| retry * 2)
+                        .min(HELD_BACK_LAST_RETRY)
+                        .min(self.settings.poll_interval)
+                });
+                self.wait_for_work(held_back_retry).await;
                 continue;
             };
+            held_back_retry = None;
             self.publish(&pending).await?;
             batch::save_checkpoint(&self.pool, &checkpoint, last).await?;
             cursor = last;
@@ -174,17 +194,26 @@ impl Relay {
         Ok(())
     }
 
-    async fn wait_for_work(&self) {
+    /// Waits for a commit of this process, or `retry`, or else the poll interval.
+    async fn wait_for_work(&self, retry: Option<Duration>) {
+        let poll = retry.unwrap_or(self.settings.poll_interval);
         tokio::select! {
             () = self.wakeup.notified() => {}
-            () = tokio::time::sleep(self.settings.poll_interval) => {}
+            () = tokio::time::sleep(poll) => {}
         }
     }
 
-    async fn record_lag(&self, cursor: Cursor) {
+    /// Measures and reports the events committed after `cursor` (0 when it cannot tell).
+    async fn record_lag(&self, cursor: Cursor) -> i64 {
         match batch::lag(&self.pool, cursor).await {
-            Ok(lag) => self.metrics.relay_lag(lag),
-            Err(error) => tracing::debug!(%error, "could not measure relay lag"),
+            Ok(lag) => {
+                self.metrics.relay_lag(lag);
+                lag
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not measure relay lag");
+                0
+            }
         }
     }
 }

@@ -130,12 +130,17 @@ impl TestApp {
 
     /// Starts a relay for this app (woken by its commits); abort the handle to kill it.
     pub fn start_relay(&self) -> tokio::task::JoinHandle<()> {
+        self.start_relay_polling(Duration::from_millis(100))
+    }
+
+    /// [`TestApp::start_relay`] with another backstop poll interval.
+    pub fn start_relay_polling(&self, poll_interval: Duration) -> tokio::task::JoinHandle<()> {
         let relay = Relay::new(
             self.pool.clone(),
             self.state.nats.clone(),
             RelaySettings {
                 prefix: self.prefix.clone(),
-                poll_interval: Duration::from_millis(100),
+                poll_interval,
                 batch_size: 256,
             },
             self.state.relay_wakeup.clone(),
