@@ -653,6 +653,63 @@ async fn a_lane_batch_is_applied_together_and_a_redelivery_inside_one_falls_back
     assert_every_ticket_measured_once(&harness.pool, 3).await;
 }
 
+/// Backends of the test's database holding a transaction id.
+async fn holding_an_id(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+          WHERE datname = current_database() AND backend_xid IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_waits_for_its_tickets_and_the_report_counts_without_a_transaction_id() {
+    // Given three tickets opened, answered and solved under a policy (the answers and the
+    // solutions change the report counts), their ticket events read back from the store
+    let harness = Harness::start().await;
+    let pool = &harness.pool;
+    let envelopes: Vec<_> = answered_and_solved_tickets(&harness, 3)
+        .await
+        .into_iter()
+        .filter(|envelope| envelope.aggregate_type == "Ticket")
+        .collect();
+    let projection = SlaProjection::new(pool.clone());
+    // one transaction holding the first ticket (as a breach watcher would), another the
+    // report counts
+    let mut watcher = pool.begin().await.unwrap();
+    let state = sla::store::lock(&mut watcher, &envelopes[0].aggregate_id)
+        .await
+        .unwrap();
+    assert!(state.is_none(), "not projected yet");
+    let mut counting = pool.begin().await.unwrap();
+    sla::store::lock_counts(&mut counting).await.unwrap();
+
+    // When the projection applies the events as one run
+    let applying = tokio::spawn({
+        let envelopes = envelopes.clone();
+        async move { projection.apply_batch(&envelopes).await }
+    });
+
+    // Then it waits for the ticket, and then for the counts, each time without a transaction
+    // id (nothing in the database holds one, so the relay could publish anything committed)
+    wait_until_waiting_for_a_lock(pool, "SELECT (SELECT count(*) FROM pg_advisory", "tickets")
+        .await;
+    assert_eq!(holding_an_id(pool).await, 0, "waiting for the ticket");
+    watcher.commit().await.unwrap();
+    wait_until_waiting_for_a_lock(pool, "SELECT pg_advisory_xact_lock($1, $2)", "counts").await;
+    assert_eq!(holding_an_id(pool).await, 0, "waiting for the counts");
+    // and once the counts are free, it writes the whole run
+    counting.commit().await.unwrap();
+    let outcomes = applying.await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| o == &Ok(Applied::Applied)),
+        "{outcomes:?}"
+    );
+    assert_every_ticket_measured_once(pool, 3).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_policy_created_or_changed_later_reaches_open_tickets_at_once_and_replays_identically() {
     // Given a normal and a low priority ticket opened while no policy exists

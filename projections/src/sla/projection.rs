@@ -11,6 +11,8 @@
 //! projection is the only place SLA events are *decided*; the rebuild (`sla::rebuild`) only
 //! replays the stored ones.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,7 +22,7 @@ use helpdesk_schemas::EventEnvelope;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use super::model::{Dims, Tally};
+use super::model::{Dims, Tally, TicketRows};
 use super::policies::current_policies;
 use super::store::{self, Cause, TicketState};
 use crate::{Applied, Projection, ProjectionError};
@@ -54,102 +56,112 @@ impl SlaProjection {
         }
     }
 
-    async fn apply_ticket_event(
-        &self,
-        envelope: &EventEnvelope,
-    ) -> Result<Applied, ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        let mut tally = Tally::default();
-        let applied = self
-            .decide_ticket_event(&mut tx, envelope, &mut tally)
-            .await?;
-        if applied == Applied::Applied {
-            store::apply_tally(&mut tx, &tally).await?;
-            tx.commit().await?;
-        }
-        Ok(applied)
-    }
-
-    /// Applies a lane's run of ticket events in one transaction, when every one of them is
-    /// simply the next event of its ticket (the common case under load: one commit and one
-    /// connection instead of one each). Anything else — a redelivery, a gap, an error — rolls
-    /// the whole run back and returns `None`, and the caller applies the events one by one so
-    /// that each gets its own outcome.
-    async fn apply_ticket_events_together(
+    /// Decides a run of ticket events in one transaction and writes the outcome at its end
+    /// ([`store::write`]): the tickets are locked and read in two statements that take no
+    /// transaction id, the engine decides in memory, and the writes come last, so the
+    /// transaction holds its id — and with it the relay's tail — only for them.
+    ///
+    /// `Applied` means every event was applied. Anything else — a redelivery (`Duplicate`), a
+    /// gap, an error — rolls the whole run back; [`Projection::apply_batch`] then applies a
+    /// run's events one by one, so that each gets its own outcome.
+    async fn apply_ticket_events(
         &self,
         envelopes: &[EventEnvelope],
-    ) -> Option<Vec<Result<Applied, ProjectionError>>> {
-        let mut tx = self.pool.begin().await.ok()?;
+    ) -> Result<Applied, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<&str> = envelopes.iter().map(|e| e.aggregate_id.as_str()).collect();
+        store::lock_tickets(&mut tx, &ids).await?;
+        let mut stored = store::read_tickets(&mut tx, &ids).await?;
+        // Read on the transaction's own connection: a lane never waits for a second one.
+        let policies = self
+            .policies
+            .current(&mut *tx, stored.policy_events)
+            .await?;
+        let mut tickets: HashMap<String, Ticket> = HashMap::new();
+        for (id, state) in stored.states.drain() {
+            let rows = TicketRows::loaded(&id, stored.rows.remove(&id).unwrap_or_default());
+            tickets.insert(id, Ticket { state, rows });
+        }
+        let mut events = store::SlaEvents::default();
         let mut tally = Tally::default();
         for envelope in envelopes {
-            match self
-                .decide_ticket_event(&mut tx, envelope, &mut tally)
-                .await
+            if decide(envelope, &mut tickets, &policies, &mut events, &mut tally)?
+                == Applied::Duplicate
             {
-                Ok(Applied::Applied) => {}
-                Ok(Applied::Duplicate) | Err(_) => return None,
+                return Ok(Applied::Duplicate);
             }
         }
-        store::apply_tally(&mut tx, &tally).await.ok()?;
-        tx.commit().await.ok()?;
-        Some(envelopes.iter().map(|_| Ok(Applied::Applied)).collect())
+        let written: Vec<(&TicketState, &TicketRows)> = tickets
+            .values()
+            .map(|ticket| (&ticket.state, &ticket.rows))
+            .collect();
+        store::write(&mut tx, &events, &written, &tally).await?;
+        tx.commit().await?;
+        Ok(Applied::Applied)
     }
+}
 
-    /// Decides one ticket event's SLA events and writes them and the read model in `tx`,
-    /// except the report count changes, which are added to `tally` for the caller to apply
-    /// last ([`store::record_counting`]). `Duplicate` leaves the transaction with nothing to
-    /// keep.
-    async fn decide_ticket_event(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        envelope: &EventEnvelope,
-        tally: &mut Tally,
-    ) -> Result<Applied, ProjectionError> {
-        let event = envelope
-            .ticket_event()
-            .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
-        let ticket_id = envelope.aggregate_id.as_str();
-        if let TicketEvent::TicketOpened(opened) = &event {
-            store::create_if_missing(tx, &TicketState::new(ticket_id, Dims::opened(opened)))
-                .await?;
-        }
-        let Some((mut state, policy_events)) =
-            store::lock_counting_policy_events(tx, ticket_id).await?
-        else {
+/// A ticket as a run of its events finds it and leaves it.
+struct Ticket {
+    state: TicketState,
+    rows: TicketRows,
+}
+
+/// Decides one ticket event of a run: its SLA events go to `decided`, its report count changes
+/// to `tally`, and its ticket's state and rows change in `tickets`. A ticket not in `tickets`
+/// has no state yet; its first event (`TicketOpened`) makes one.
+fn decide(
+    envelope: &EventEnvelope,
+    tickets: &mut HashMap<String, Ticket>,
+    policies: &Policies,
+    decided: &mut store::SlaEvents,
+    tally: &mut Tally,
+) -> Result<Applied, ProjectionError> {
+    let event = envelope
+        .ticket_event()
+        .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
+    let ticket_id = envelope.aggregate_id.as_str();
+    let ticket = match (tickets.entry(ticket_id.to_owned()), &event) {
+        (Entry::Occupied(entry), _) => entry.into_mut(),
+        (Entry::Vacant(entry), TicketEvent::TicketOpened(opened)) => entry.insert(Ticket {
+            state: TicketState::new(ticket_id, Dims::opened(opened)),
+            rows: TicketRows::loaded(ticket_id, Vec::new()),
+        }),
+        (Entry::Vacant(_), _) => {
             return Err(ProjectionError::Gap {
                 expected: 1,
                 got: envelope.sequence,
             });
-        };
-        if envelope.sequence <= state.last_sequence {
-            return Ok(Applied::Duplicate);
         }
-        if envelope.sequence != state.last_sequence + 1 {
-            return Err(ProjectionError::Gap {
-                expected: state.last_sequence + 1,
-                got: envelope.sequence,
-            });
-        }
-        // Read on the transaction's own connection: a lane never waits for a second one.
-        let policies = self.policies.current(&mut **tx, policy_events).await?;
-        let events = state
-            .engine
-            .on_ticket_event(&event, envelope.recorded_at, &policies)
-            .map_err(|error| {
-                ProjectionError::Permanent(format!(
-                    "the SLA engine cannot process {} (sequence {}) of ticket {ticket_id}: {error}; \
-                     fix the policy, then redrive this dead letter",
-                    envelope.event_type, envelope.sequence
-                ))
-            })?;
-        state.dims.observe(&event);
-        state.last_sequence = envelope.sequence;
-        state.last_event_id = Some(envelope.event_id.clone());
-        let cause = Cause::of(envelope, envelope.sequence, "sla_projection");
-        store::append(tx, &mut state, &events, &cause).await?;
-        store::record_counting(tx, &state, &events, tally).await?;
-        Ok(Applied::Applied)
+    };
+    let state = &mut ticket.state;
+    if envelope.sequence <= state.last_sequence {
+        return Ok(Applied::Duplicate);
     }
+    if envelope.sequence != state.last_sequence + 1 {
+        return Err(ProjectionError::Gap {
+            expected: state.last_sequence + 1,
+            got: envelope.sequence,
+        });
+    }
+    let events = state
+        .engine
+        .on_ticket_event(&event, envelope.recorded_at, policies)
+        .map_err(|error| {
+            ProjectionError::Permanent(format!(
+                "the SLA engine cannot process {} (sequence {}) of ticket {ticket_id}: {error}; \
+                 fix the policy, then redrive this dead letter",
+                envelope.event_type, envelope.sequence
+            ))
+        })?;
+    state.dims.observe(&event);
+    state.last_sequence = envelope.sequence;
+    state.last_event_id = Some(envelope.event_id.clone());
+    let cause = Cause::of(envelope, envelope.sequence, "sla_projection");
+    decided.push(state, &events, &cause)?;
+    ticket.rows.record(&state.dims, &events, tally);
+    ticket.rows.follow(&state.dims);
+    Ok(Applied::Applied)
 }
 
 impl SlaProjection {
@@ -210,7 +222,7 @@ impl SlaProjection {
         Ok(Applied::Applied)
     }
 
-    /// Re-selects one ticket's policy under its row lock; true when SLA events were appended.
+    /// Re-selects one ticket's policy under its lock; true when SLA events were appended.
     async fn reapply_to(
         &self,
         ticket_id: &str,
@@ -256,9 +268,12 @@ impl Projection for SlaProjection {
     ) -> Vec<Result<Applied, ProjectionError>> {
         if envelopes.len() > 1
             && envelopes.iter().all(|e| e.aggregate_type == "Ticket")
-            && let Some(outcomes) = self.apply_ticket_events_together(envelopes).await
+            && matches!(
+                self.apply_ticket_events(envelopes).await,
+                Ok(Applied::Applied)
+            )
         {
-            return outcomes;
+            return envelopes.iter().map(|_| Ok(Applied::Applied)).collect();
         }
         let mut outcomes = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
@@ -269,7 +284,10 @@ impl Projection for SlaProjection {
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
         match envelope.aggregate_type.as_str() {
-            "Ticket" => self.apply_ticket_event(envelope).await,
+            "Ticket" => {
+                self.apply_ticket_events(std::slice::from_ref(envelope))
+                    .await
+            }
             "SlaPolicy" => {
                 self.policies.forget().await;
                 self.reapply_policies(envelope).await

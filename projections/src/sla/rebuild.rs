@@ -19,7 +19,8 @@
 //! was lost while the consumer had acknowledged events, those events are gone from the
 //! consumer: reset the consumer, see docs/architecture.md.)
 //!
-//! **One transaction.** The rebuild locks the three tables against writers (`EXCLUSIVE`),
+//! **One transaction.** The rebuild locks out the SLA writers (their advisory lock, see
+//! `store::lock_tickets`) and the three tables against any other writer (`EXCLUSIVE`),
 //! fills bare copies of them, indexes the copies, puts them in place of the tables and commits
 //! (`super::shadow`): reports keep reading the old rows until the new ones are complete, and
 //! the projection and the breach watchers wait rather than interleave.
@@ -202,6 +203,10 @@ const TABLES: [&str; 3] = ["sla_state", "sla_metric", "sla_report_counts"];
 /// Locks out writers, records every ticket's frontier, creates the empty copies the rebuild
 /// fills; returns the number of tickets to replay and the copies.
 async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<(u64, Shadow), ProjectionError> {
+    // The projection and the watchers read a ticket's state under advisory locks, which no
+    // table lock excludes: the writers' lock waits for those that started and holds off the
+    // rest, before the tables are locked (the same order as theirs: no deadlock).
+    store::lock_out_writers(tx).await?;
     sqlx::query("LOCK TABLE sla_state, sla_metric, sla_report_counts IN EXCLUSIVE MODE")
         .execute(&mut **tx)
         .await?;

@@ -4,10 +4,11 @@
 //! Every function takes the caller's transaction: a ticket's SLA events, rows, counts and state
 //! are committed together or not at all.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use helpdesk_domain::sla::{SlaEvent, SlaMetric, TicketSla};
+use helpdesk_domain::sla::{SlaEvent, TicketSla};
 use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
@@ -48,57 +49,125 @@ impl TicketState {
     }
 }
 
-/// Inserts the state row of a ticket that has none (before its first event), so that the next
-/// statement can lock it; a concurrent insert of the same ticket waits for the first to commit.
-pub async fn create_if_missing(
+/// Advisory lock class of the SLA writers' own locks.
+const SLA_LOCKS: i32 = 0x534c_4100;
+/// The writers' lock: shared by every writer, exclusive for a rebuild.
+const WRITERS_LOCK: i32 = 0;
+/// The report counts' lock.
+const COUNTS_LOCK: i32 = 1;
+/// Advisory lock class of the tickets' locks (the object is `hashtext` of the ticket id).
+const SLA_TICKET_LOCKS: i32 = 0x534c_4154;
+
+/// Locks `tickets` for deciding their SLA events, the way every writer does before it reads a
+/// state: the writers' lock shared (a rebuild takes it exclusively), then each ticket's lock,
+/// in key order so that two runs of tickets never wait for each other in a circle.
+///
+/// These are transaction-level advisory locks, which take no transaction id: a transaction
+/// that reads and decides first and writes in a few statements at the end holds its id only
+/// for those, and the relay, which publishes only below the oldest id still running, is not
+/// held back while it reads (docs/adr/0010-sla-writers-advisory-locks.md).
+pub async fn lock_tickets(
     tx: &mut Transaction<'_, Postgres>,
-    state: &TicketState,
+    tickets: &[&str],
 ) -> Result<(), ProjectionError> {
     sqlx::query(
-        "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
-             last_event_id, priority, group_id, assignee, channel) \
-         VALUES ($1, $2, 0, 0, NULL, $3, $4, $5, $6) ON CONFLICT (ticket_id) DO NOTHING",
+        "SELECT (SELECT count(*) FROM pg_advisory_xact_lock_shared($1, $2)) \
+              + (SELECT count(pg_advisory_xact_lock($3, k)) FROM ( \
+                     SELECT DISTINCT hashtext(t) AS k FROM unnest($4::text[]) t ORDER BY k) keys)",
     )
-    .bind(&state.ticket_id)
-    .bind(sqlx::types::Json(&state.engine))
-    .bind(&state.dims.priority)
-    .bind(&state.dims.group_id)
-    .bind(&state.dims.assignee)
-    .bind(&state.dims.channel)
+    .bind(SLA_LOCKS)
+    .bind(WRITERS_LOCK)
+    .bind(SLA_TICKET_LOCKS)
+    .bind(tickets)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Locks and reads a ticket's state row, if it has one.
+/// Takes the report counts' lock, before a transaction's first write when it will change
+/// counts: the day's count rows are shared by every ticket, so transactions changing them
+/// serialize; waiting here, before any write, they wait without a transaction id.
+pub async fn lock_counts(tx: &mut Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
+    take_sla_lock(tx, COUNTS_LOCK).await
+}
+
+/// Locks out every other SLA writer for the rest of the transaction (the rebuild).
+pub async fn lock_out_writers(tx: &mut Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
+    take_sla_lock(tx, WRITERS_LOCK).await
+}
+
+/// Takes one of the [`SLA_LOCKS`] exclusively until the transaction ends.
+async fn take_sla_lock(
+    tx: &mut Transaction<'_, Postgres>,
+    object: i32,
+) -> Result<(), ProjectionError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(SLA_LOCKS)
+        .bind(object)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What [`read_tickets`] found of some tickets, as of its one statement.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The state rows there are.
+    pub states: HashMap<String, TicketState>,
+    /// The metric rows, by ticket.
+    pub rows: HashMap<String, Vec<MetricRow>>,
+    /// The number of `SlaPolicy` events in the store (the policy cache compares it).
+    pub policy_events: i64,
+}
+
+/// Reads the states and metric rows of `tickets`, locked by [`lock_tickets`] before, and the
+/// number of policy events: everything a run of ticket events needs, in one round trip.
+pub async fn read_tickets(
+    tx: &mut Transaction<'_, Postgres>,
+    tickets: &[&str],
+) -> Result<Stored, ProjectionError> {
+    let (policy_events, states, rows): (i64, Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM events WHERE aggregate_type = 'SlaPolicy'), \
+                    ARRAY(SELECT to_jsonb(s) FROM sla_state s WHERE ticket_id = ANY($1)), \
+                    ARRAY(SELECT to_jsonb(m) FROM sla_metric m WHERE ticket_id = ANY($1))",
+        )
+        // Planned for each call, with the tickets in hand: a plan kept from when the tables
+        // were nearly empty reads all of `sla_metric` for a few tickets' rows (seen on a
+        // database never analyzed: 0.9 ms a call after 45 s of load, against 0.3 ms).
+        .persistent(false)
+        .bind(tickets)
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut stored = Stored {
+        policy_events,
+        ..Stored::default()
+    };
+    for row in states {
+        let ticket_id = row["ticket_id"].as_str().unwrap_or_default().to_owned();
+        let state = read_state(&ticket_id, row)?;
+        stored.states.insert(ticket_id, state);
+    }
+    for row in rows {
+        let ticket_id = row["ticket_id"].as_str().unwrap_or_default().to_owned();
+        let row = read_row(&ticket_id, row)?;
+        stored.rows.entry(ticket_id).or_default().push(row);
+    }
+    Ok(stored)
+}
+
+/// Locks ([`lock_tickets`]) and reads a ticket's state row, if it has one.
 pub async fn lock(
     tx: &mut Transaction<'_, Postgres>,
     ticket_id: &str,
 ) -> Result<Option<TicketState>, ProjectionError> {
+    lock_tickets(tx, &[ticket_id]).await?;
     let row: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT to_jsonb(s) FROM sla_state s WHERE ticket_id = $1 FOR UPDATE")
+        sqlx::query_scalar("SELECT to_jsonb(s) FROM sla_state s WHERE ticket_id = $1")
             .bind(ticket_id)
             .fetch_optional(&mut **tx)
             .await?;
     row.map(|row| read_state(ticket_id, row)).transpose()
-}
-
-/// [`lock`], and the number of `SlaPolicy` events in the store as the row was read: what a
-/// ticket event needs first, in one round trip (the policy cache compares the count).
-pub async fn lock_counting_policy_events(
-    tx: &mut Transaction<'_, Postgres>,
-    ticket_id: &str,
-) -> Result<Option<(TicketState, i64)>, ProjectionError> {
-    let row: Option<(serde_json::Value, i64)> = sqlx::query_as(
-        "SELECT to_jsonb(s), \
-                (SELECT count(*) FROM events WHERE aggregate_type = 'SlaPolicy') \
-           FROM sla_state s WHERE ticket_id = $1 FOR UPDATE",
-    )
-    .bind(ticket_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|(row, policy_events)| Ok((read_state(ticket_id, row)?, policy_events)))
-        .transpose()
 }
 
 fn read_state(ticket_id: &str, row: serde_json::Value) -> Result<TicketState, ProjectionError> {
@@ -109,69 +178,73 @@ fn read_state(ticket_id: &str, row: serde_json::Value) -> Result<TicketState, Pr
     })
 }
 
-/// Writes a locked state row back.
-pub async fn save(
-    tx: &mut Transaction<'_, Postgres>,
-    state: &TicketState,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "UPDATE sla_state SET engine = $2, last_sequence = $3, last_sla_sequence = $4, \
-             last_event_id = $5, priority = $6, group_id = $7, assignee = $8, channel = $9 \
-         WHERE ticket_id = $1",
-    )
-    .bind(&state.ticket_id)
-    .bind(sqlx::types::Json(&state.engine))
-    .bind(state.last_sequence)
-    .bind(state.last_sla_sequence)
-    .bind(&state.last_event_id)
-    .bind(&state.dims.priority)
-    .bind(&state.dims.group_id)
-    .bind(&state.dims.assignee)
-    .bind(&state.dims.channel)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Inserts many state rows at once (the rebuild): one array per column, so that Postgres
 /// parses only the engine's JSON.
 pub async fn insert_states(
     tx: &mut Transaction<'_, Postgres>,
     states: &[TicketState],
 ) -> Result<(), ProjectionError> {
+    write_states(tx, states, "").await
+}
+
+/// Inserts or replaces state rows, one statement for all of them.
+pub async fn save_states(
+    tx: &mut Transaction<'_, Postgres>,
+    states: &[&TicketState],
+) -> Result<(), ProjectionError> {
+    write_states(
+        tx,
+        states,
+        " ON CONFLICT (ticket_id) DO UPDATE SET engine = EXCLUDED.engine, \
+             last_sequence = EXCLUDED.last_sequence, \
+             last_sla_sequence = EXCLUDED.last_sla_sequence, \
+             last_event_id = EXCLUDED.last_event_id, priority = EXCLUDED.priority, \
+             group_id = EXCLUDED.group_id, assignee = EXCLUDED.assignee, \
+             channel = EXCLUDED.channel",
+    )
+    .await
+}
+
+async fn write_states<S: Borrow<TicketState>>(
+    tx: &mut Transaction<'_, Postgres>,
+    states: &[S],
+    on_conflict: &'static str,
+) -> Result<(), ProjectionError> {
     if states.is_empty() {
         return Ok(());
     }
+    let states: Vec<&TicketState> = states.iter().map(Borrow::borrow).collect();
     let column = |field: fn(&TicketState) -> Option<&str>| -> Vec<Option<&str>> {
-        states.iter().map(field).collect()
+        states.iter().map(|s| field(s)).collect()
     };
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
              last_event_id, priority, group_id, assignee, channel) \
          SELECT * FROM UNNEST($1::text[], $2::jsonb[], $3::int8[], $4::int8[], $5::text[], \
-                              $6::text[], $7::text[], $8::text[], $9::text[])",
-    )
-    .bind(column(|s| Some(&s.ticket_id)))
-    .bind(
-        states
-            .iter()
-            .map(|s| sqlx::types::Json(&s.engine))
-            .collect::<Vec<_>>(),
-    )
-    .bind(states.iter().map(|s| s.last_sequence).collect::<Vec<_>>())
-    .bind(
-        states
-            .iter()
-            .map(|s| s.last_sla_sequence)
-            .collect::<Vec<_>>(),
-    )
-    .bind(column(|s| s.last_event_id.as_deref()))
-    .bind(column(|s| Some(&s.dims.priority)))
-    .bind(column(|s| s.dims.group_id.as_deref()))
-    .bind(column(|s| s.dims.assignee.as_deref()))
-    .bind(column(|s| Some(&s.dims.channel)))
-    .execute(&mut **tx)
-    .await?;
+                              $6::text[], $7::text[], $8::text[], $9::text[]){on_conflict}"
+    );
+    sqlx::query(&sql)
+        .bind(column(|s| Some(&s.ticket_id)))
+        .bind(
+            states
+                .iter()
+                .map(|s| sqlx::types::Json(&s.engine))
+                .collect::<Vec<_>>(),
+        )
+        .bind(states.iter().map(|s| s.last_sequence).collect::<Vec<_>>())
+        .bind(
+            states
+                .iter()
+                .map(|s| s.last_sla_sequence)
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|s| s.last_event_id.as_deref()))
+        .bind(column(|s| Some(&s.dims.priority)))
+        .bind(column(|s| s.dims.group_id.as_deref()))
+        .bind(column(|s| s.dims.assignee.as_deref()))
+        .bind(column(|s| Some(&s.dims.channel)))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -187,14 +260,17 @@ pub async fn load_rows(
             .await?;
     let rows = rows
         .into_iter()
-        .map(serde_json::from_value)
-        .collect::<Result<Vec<MetricRow>, _>>()
-        .map_err(|error| {
-            ProjectionError::Permanent(format!(
-                "unreadable sla_metric of ticket {ticket_id}: {error}"
-            ))
-        })?;
+        .map(|row| read_row(ticket_id, row))
+        .collect::<Result<Vec<MetricRow>, _>>()?;
     Ok(TicketRows::loaded(ticket_id, rows))
+}
+
+fn read_row(ticket_id: &str, row: serde_json::Value) -> Result<MetricRow, ProjectionError> {
+    serde_json::from_value(row).map_err(|error| {
+        ProjectionError::Permanent(format!(
+            "unreadable sla_metric of ticket {ticket_id}: {error}"
+        ))
+    })
 }
 
 /// `sla_metric` rows as one array per column, the shape `UNNEST` reads: Postgres parses no
@@ -506,90 +582,133 @@ impl Cause {
     }
 }
 
+/// SLA events decided in one transaction, of any number of tickets, as one array per column of
+/// the events table: [`SlaEvents::insert`] appends them all in one statement.
+#[derive(Debug, Default)]
+pub struct SlaEvents {
+    aggregate_id: Vec<String>,
+    sequence: Vec<i64>,
+    event_type: Vec<&'static str>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+}
+
+impl SlaEvents {
+    /// Adds `events` to the ticket's `TicketSla` aggregate after `state.last_sla_sequence` and
+    /// moves it on. A writer holding a stale state collides on the events primary key.
+    pub fn push(
+        &mut self,
+        state: &mut TicketState,
+        events: &[SlaEvent],
+        cause: &Cause,
+    ) -> Result<(), ProjectionError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let metadata = serde_json::to_string(&HashMap::from([
+            ("actor_id", "sla".to_owned()),
+            ("actor_role", "system".to_owned()),
+            (
+                "occurred_at",
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            ("correlation_id", cause.correlation_id.clone()),
+            ("causation_id", cause.causation_id.clone()),
+            ("ticket_sequence", cause.ticket_sequence.to_string()),
+            ("command", cause.command.to_owned()),
+        ]))
+        .map_err(|error| ProjectionError::Permanent(format!("unserializable metadata: {error}")))?;
+        for event in events {
+            let payload = serde_json::to_string(event).map_err(|error| {
+                ProjectionError::Permanent(format!("unserializable SLA event: {error}"))
+            })?;
+            state.last_sla_sequence += 1;
+            self.aggregate_id.push(state.ticket_id.clone());
+            self.sequence.push(state.last_sla_sequence);
+            self.event_type.push(event.event_type());
+            self.payload.push(payload);
+            self.metadata.push(metadata.clone());
+        }
+        Ok(())
+    }
+
+    /// Appends the events, in the order they were pushed (their global positions follow it).
+    pub async fn insert(&self, tx: &mut Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
+        if self.aggregate_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata) \
+             SELECT $1, e.aggregate_id, e.sequence, e.event_type, $2, e.payload::json, \
+                    e.metadata::json \
+               FROM unnest($3::text[], $4::int8[], $5::text[], $6::text[], $7::text[]) \
+                    WITH ORDINALITY AS e(aggregate_id, sequence, event_type, payload, metadata, ord) \
+              ORDER BY e.ord",
+        )
+        .bind(AGGREGATE_TYPE)
+        .bind(SlaEvent::EVENT_VERSION)
+        .bind(&self.aggregate_id)
+        .bind(&self.sequence)
+        .bind(&self.event_type)
+        .bind(&self.payload)
+        .bind(&self.metadata)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
 /// Appends `events` to the ticket's `TicketSla` aggregate after `state.last_sla_sequence` and
-/// moves it on. A writer holding a stale state collides on the events primary key.
+/// moves it on ([`SlaEvents`] for one ticket).
 pub async fn append(
     tx: &mut Transaction<'_, Postgres>,
     state: &mut TicketState,
     events: &[SlaEvent],
     cause: &Cause,
 ) -> Result<(), ProjectionError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let metadata = HashMap::from([
-        ("actor_id", "sla".to_owned()),
-        ("actor_role", "system".to_owned()),
-        (
-            "occurred_at",
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        ),
-        ("correlation_id", cause.correlation_id.clone()),
-        ("causation_id", cause.causation_id.clone()),
-        ("ticket_sequence", cause.ticket_sequence.to_string()),
-        ("command", cause.command.to_owned()),
-    ]);
-    let types: Vec<&str> = events.iter().map(SlaEvent::event_type).collect();
-    let payloads = events
-        .iter()
-        .map(serde_json::to_string)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| {
-            ProjectionError::Permanent(format!("unserializable SLA event: {error}"))
-        })?;
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-             payload, metadata) \
-         SELECT $1, $2, $3 + e.ord, e.event_type, $4, e.payload::json, $5 \
-           FROM unnest($6::text[], $7::text[]) WITH ORDINALITY AS e(event_type, payload, ord) \
-          ORDER BY e.ord",
-    )
-    .bind(AGGREGATE_TYPE)
-    .bind(&state.ticket_id)
-    .bind(state.last_sla_sequence)
-    .bind(SlaEvent::EVENT_VERSION)
-    .bind(sqlx::types::Json(&metadata))
-    .bind(&types)
-    .bind(&payloads)
-    .execute(&mut **tx)
-    .await?;
-    state.last_sla_sequence += i64::try_from(events.len()).unwrap_or(i64::MAX);
-    Ok(())
+    let mut decided = SlaEvents::default();
+    decided.push(state, events, cause)?;
+    decided.insert(tx).await
 }
 
 /// Applies decided (or stored) SLA events to the rows and counts of a locked ticket, saves
-/// them and the state. The one write path of the projection and the watcher.
+/// them and the state: the write path of the watcher and of a policy change.
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,
     state: &TicketState,
     events: &[SlaEvent],
 ) -> Result<(), ProjectionError> {
     let mut tally = Tally::default();
-    record_counting(tx, state, events, &mut tally).await?;
+    let mut rows = load_rows(tx, &state.ticket_id).await?;
+    rows.record(&state.dims, events, &mut tally);
+    rows.follow(&state.dims);
+    save_rows(tx, &rows.changed()).await?;
+    save_states(tx, &[state]).await?;
     apply_tally(tx, &tally).await
 }
 
-/// [`record`], except that the report count changes are added to `tally` for the caller to
-/// apply with [`apply_tally`] as the transaction's last statement. The count rows of a day are
-/// shared by every ticket (today's `normal` priority row, say), so every other lane waits for
-/// their locks: taking them last, once for a whole batch, holds them only until the commit.
-pub async fn record_counting(
+/// Writes what one transaction of the projection decided: the SLA events, the changed metric
+/// rows and the states of `tickets`, then the report count changes. With count changes it
+/// takes the counts' lock ([`lock_counts`]) before the first write, so the transaction waits
+/// for other lanes without an id and then holds one only for these four statements and its
+/// commit.
+pub async fn write(
     tx: &mut Transaction<'_, Postgres>,
-    state: &TicketState,
-    events: &[SlaEvent],
-    tally: &mut Tally,
+    events: &SlaEvents,
+    tickets: &[(&TicketState, &TicketRows)],
+    tally: &Tally,
 ) -> Result<(), ProjectionError> {
-    // A ticket no policy ever measured has no metric rows (a row is made by an activation,
-    // and the engine keeps every metric's latest one): nothing to load, follow or count.
-    let never_measured = SlaMetric::ALL
-        .into_iter()
-        .all(|metric| state.engine.clocks().get(metric).is_none());
-    if events.is_empty() && never_measured {
-        return save(tx, state).await;
+    if tally.changes().next().is_some() {
+        lock_counts(tx).await?;
     }
-    let mut rows = load_rows(tx, &state.ticket_id).await?;
-    rows.record(&state.dims, events, tally);
-    rows.follow(&state.dims);
-    save_rows(tx, &rows.changed()).await?;
-    save(tx, state).await
+    events.insert(tx).await?;
+    let rows: Vec<&MetricRow> = tickets
+        .iter()
+        .flat_map(|(_, rows)| rows.changed())
+        .collect();
+    save_rows(tx, &rows).await?;
+    let states: Vec<&TicketState> = tickets.iter().map(|(state, _)| *state).collect();
+    save_states(tx, &states).await?;
+    apply_tally(tx, tally).await
 }

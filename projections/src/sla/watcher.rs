@@ -5,9 +5,10 @@
 //! watcher makes breaches timely for tickets nobody touches. Each sweep finds tickets with a
 //! running activation (no outcome, not withdrawn, not paused) due at or before `now - GRACE`
 //! (the partial index `sla_metric_running_due`), and for each, in one transaction: locks the
-//! ticket's `sla_state` row, asks the engine for `due_breaches`, appends them and updates rows
-//! and counts through the projection's own write path. Several watchers (one per `helpdesk up`)
-//! may run: the row lock serializes them per ticket, the second finds nothing due any more,
+//! ticket as the projection does (`store::lock`) and reads its `sla_state`, asks the engine for
+//! `due_breaches`, appends them and updates rows and counts (`store::record`). Several
+//! watchers (one per `helpdesk up`) may run: the ticket's lock serializes them per ticket, the
+//! second finds nothing due any more,
 //! and the `TicketSla` sequence primary key refuses a write from a stale state.
 //!
 //! A ticket whose events the projection has not applied yet is skipped: one of those events
