@@ -249,8 +249,7 @@ impl SlaProjection {
             return Ok(false);
         }
         let cause = Cause::of(envelope, state.last_sequence, "sla_policy_reapply");
-        store::append(&mut tx, &mut state, &events, &cause).await?;
-        store::record(&mut tx, &state, &events).await?;
+        store::record(&mut tx, &mut state, &events, &cause).await?;
         tx.commit().await?;
         Ok(true)
     }

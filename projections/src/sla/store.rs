@@ -6,12 +6,14 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use helpdesk_domain::sla::{SlaEvent, TicketSla};
 use helpdesk_schemas::EventEnvelope;
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::PgArguments;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::model::{Dims, MetricRow, Outcome, Tally, TicketRows};
 use crate::ProjectionError;
@@ -184,7 +186,7 @@ pub async fn insert_states(
     tx: &mut Transaction<'_, Postgres>,
     states: &[TicketState],
 ) -> Result<(), ProjectionError> {
-    write_states(tx, states, "").await
+    write_states(tx, states, &INSERT_STATES).await
 }
 
 /// Inserts or replaces state rows, one statement for all of them.
@@ -192,60 +194,106 @@ pub async fn save_states(
     tx: &mut Transaction<'_, Postgres>,
     states: &[&TicketState],
 ) -> Result<(), ProjectionError> {
-    write_states(
-        tx,
-        states,
-        " ON CONFLICT (ticket_id) DO UPDATE SET engine = EXCLUDED.engine, \
-             last_sequence = EXCLUDED.last_sequence, \
-             last_sla_sequence = EXCLUDED.last_sla_sequence, \
-             last_event_id = EXCLUDED.last_event_id, priority = EXCLUDED.priority, \
-             group_id = EXCLUDED.group_id, assignee = EXCLUDED.assignee, \
-             channel = EXCLUDED.channel",
-    )
-    .await
+    write_states(tx, states, &UPSERT_STATES).await
 }
 
 async fn write_states<S: Borrow<TicketState>>(
     tx: &mut Transaction<'_, Postgres>,
     states: &[S],
-    on_conflict: &'static str,
+    sql: &'static str,
 ) -> Result<(), ProjectionError> {
     if states.is_empty() {
         return Ok(());
     }
-    let states: Vec<&TicketState> = states.iter().map(Borrow::borrow).collect();
-    let column = |field: fn(&TicketState) -> Option<&str>| -> Vec<Option<&str>> {
-        states.iter().map(|s| field(s)).collect()
-    };
-    let sql = format!(
-        "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
-             last_event_id, priority, group_id, assignee, channel) \
-         SELECT * FROM UNNEST($1::text[], $2::jsonb[], $3::int8[], $4::int8[], $5::text[], \
-                              $6::text[], $7::text[], $8::text[], $9::text[]){on_conflict}"
-    );
-    sqlx::query(&sql)
-        .bind(column(|s| Some(&s.ticket_id)))
-        .bind(
-            states
-                .iter()
-                .map(|s| sqlx::types::Json(&s.engine))
-                .collect::<Vec<_>>(),
-        )
-        .bind(states.iter().map(|s| s.last_sequence).collect::<Vec<_>>())
-        .bind(
-            states
-                .iter()
-                .map(|s| s.last_sla_sequence)
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|s| s.last_event_id.as_deref()))
-        .bind(column(|s| Some(&s.dims.priority)))
-        .bind(column(|s| s.dims.group_id.as_deref()))
-        .bind(column(|s| s.dims.assignee.as_deref()))
-        .bind(column(|s| Some(&s.dims.channel)))
+    StateColumns::of(states)
+        .bind(sqlx::query(sql))
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A query whose parameters are bound one column array at a time.
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// `UNNEST` of one bound array per type, numbered from `$first`.
+fn unnest(first: usize, types: &[&str]) -> String {
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", first + i))
+        .collect();
+    format!("UNNEST({})", arrays.join(", "))
+}
+
+/// The array types of [`StateColumns`], in `sla_state`'s column order.
+const STATE_TYPES: [&str; 9] = [
+    "text", "jsonb", "int8", "int8", "text", "text", "text", "text", "text",
+];
+
+/// Inserting [`StateColumns`] bound from `$first`; `upsert` replaces existing rows.
+fn insert_states_sql(first: usize, upsert: bool) -> String {
+    let on_conflict = if upsert {
+        " ON CONFLICT (ticket_id) DO UPDATE SET engine = EXCLUDED.engine, \
+             last_sequence = EXCLUDED.last_sequence, \
+             last_sla_sequence = EXCLUDED.last_sla_sequence, \
+             last_event_id = EXCLUDED.last_event_id, priority = EXCLUDED.priority, \
+             group_id = EXCLUDED.group_id, assignee = EXCLUDED.assignee, \
+             channel = EXCLUDED.channel"
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO sla_state (ticket_id, engine, last_sequence, last_sla_sequence, \
+             last_event_id, priority, group_id, assignee, channel) \
+         SELECT * FROM {}{on_conflict}",
+        unnest(first, &STATE_TYPES)
+    )
+}
+
+static INSERT_STATES: LazyLock<String> = LazyLock::new(|| insert_states_sql(1, false));
+static UPSERT_STATES: LazyLock<String> = LazyLock::new(|| insert_states_sql(1, true));
+
+/// State rows as one array per `sla_state` column ([`STATE_TYPES`]).
+struct StateColumns<'a> {
+    ticket_id: Vec<&'a str>,
+    engine: Vec<sqlx::types::Json<&'a TicketSla>>,
+    last_sequence: Vec<i64>,
+    last_sla_sequence: Vec<i64>,
+    last_event_id: Vec<Option<&'a str>>,
+    priority: Vec<&'a str>,
+    group_id: Vec<Option<&'a str>>,
+    assignee: Vec<Option<&'a str>>,
+    channel: Vec<&'a str>,
+}
+
+impl<'a> StateColumns<'a> {
+    fn of<S: Borrow<TicketState>>(states: &'a [S]) -> StateColumns<'a> {
+        let states = || states.iter().map(Borrow::borrow);
+        StateColumns {
+            ticket_id: states().map(|s| s.ticket_id.as_str()).collect(),
+            engine: states().map(|s| sqlx::types::Json(&s.engine)).collect(),
+            last_sequence: states().map(|s| s.last_sequence).collect(),
+            last_sla_sequence: states().map(|s| s.last_sla_sequence).collect(),
+            last_event_id: states().map(|s| s.last_event_id.as_deref()).collect(),
+            priority: states().map(|s| s.dims.priority.as_str()).collect(),
+            group_id: states().map(|s| s.dims.group_id.as_deref()).collect(),
+            assignee: states().map(|s| s.dims.assignee.as_deref()).collect(),
+            channel: states().map(|s| s.dims.channel.as_str()).collect(),
+        }
+    }
+
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ticket_id)
+            .bind(&self.engine)
+            .bind(&self.last_sequence)
+            .bind(&self.last_sla_sequence)
+            .bind(&self.last_event_id)
+            .bind(&self.priority)
+            .bind(&self.group_id)
+            .bind(&self.assignee)
+            .bind(&self.channel)
+    }
 }
 
 /// The `sla_metric` rows of a ticket.
@@ -339,6 +387,15 @@ impl MetricColumns {
         Ok(())
     }
 
+    /// The columns of `rows`.
+    fn of<'r>(rows: impl IntoIterator<Item = &'r MetricRow>) -> Result<Self, ProjectionError> {
+        let mut columns = MetricColumns::default();
+        for row in rows {
+            columns.push(row)?;
+        }
+        Ok(columns)
+    }
+
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.ticket_id.is_empty()
@@ -354,7 +411,12 @@ impl MetricColumns {
         if self.is_empty() {
             return Ok(());
         }
-        sqlx::query(sql)
+        self.bind(sqlx::query(sql)).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
             .bind(&self.ticket_id)
             .bind(&self.metric)
             .bind(&self.activation)
@@ -374,41 +436,36 @@ impl MetricColumns {
             .bind(&self.group_id)
             .bind(&self.assignee)
             .bind(&self.channel)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
     }
 }
 
-/// Inserting [`MetricColumns`]; [`save_rows`] adds the conflict clause.
-macro_rules! insert_metric_columns {
-    () => {
-        "INSERT INTO sla_metric AS m (ticket_id, metric, activation, policy_id, policy_version, \
-             target_minutes, started_at, activated_at, due_at, paused, fulfilled_at, \
-             business_minutes, breached_at, withdrawn_at, outcome, priority, group_id, assignee, \
-             channel) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[], \
-             $6::int4[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::bool[], \
-             $11::timestamptz[], $12::int8[], $13::timestamptz[], $14::timestamptz[], $15::text[], \
-             $16::text[], $17::text[], $18::text[], $19::text[])"
-    };
-}
+/// The array types of [`MetricColumns`], in `sla_metric`'s column order.
+const METRIC_TYPES: [&str; 19] = [
+    "text",
+    "text",
+    "int4",
+    "text",
+    "int8",
+    "int4",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "bool",
+    "timestamptz",
+    "int8",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+];
 
-/// Inserts or replaces `sla_metric` rows.
-pub async fn save_rows(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &[&MetricRow],
-) -> Result<(), ProjectionError> {
-    let mut columns = MetricColumns::default();
-    for row in rows {
-        columns.push(row)?;
-    }
-    columns
-        .insert(
-            tx,
-            concat!(
-                insert_metric_columns!(),
-                " ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
+/// Inserting [`MetricColumns`] bound from `$first`; `upsert` replaces existing rows.
+fn insert_metric_sql(first: usize, upsert: bool) -> String {
+    let on_conflict = if upsert {
+        " ON CONFLICT (ticket_id, metric, activation) DO UPDATE SET \
              policy_id = EXCLUDED.policy_id, policy_version = EXCLUDED.policy_version, \
              target_minutes = EXCLUDED.target_minutes, started_at = EXCLUDED.started_at, \
              activated_at = EXCLUDED.activated_at, due_at = EXCLUDED.due_at, \
@@ -417,8 +474,29 @@ pub async fn save_rows(
              withdrawn_at = EXCLUDED.withdrawn_at, outcome = EXCLUDED.outcome, \
              priority = EXCLUDED.priority, group_id = EXCLUDED.group_id, \
              assignee = EXCLUDED.assignee, channel = EXCLUDED.channel"
-            ),
-        )
+    } else {
+        ""
+    };
+    format!(
+        "INSERT INTO sla_metric AS m (ticket_id, metric, activation, policy_id, policy_version, \
+             target_minutes, started_at, activated_at, due_at, paused, fulfilled_at, \
+             business_minutes, breached_at, withdrawn_at, outcome, priority, group_id, assignee, \
+             channel) \
+         SELECT * FROM {}{on_conflict}",
+        unnest(first, &METRIC_TYPES)
+    )
+}
+
+static INSERT_METRIC: LazyLock<String> = LazyLock::new(|| insert_metric_sql(1, false));
+static UPSERT_METRIC: LazyLock<String> = LazyLock::new(|| insert_metric_sql(1, true));
+
+/// Inserts or replaces `sla_metric` rows.
+pub async fn save_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&MetricRow],
+) -> Result<(), ProjectionError> {
+    MetricColumns::of(rows.iter().copied())?
+        .insert(tx, &UPSERT_METRIC)
         .await
 }
 
@@ -427,7 +505,7 @@ pub async fn insert_rows(
     tx: &mut Transaction<'_, Postgres>,
     columns: &MetricColumns,
 ) -> Result<(), ProjectionError> {
-    columns.insert(tx, insert_metric_columns!()).await
+    columns.insert(tx, &INSERT_METRIC).await
 }
 
 /// Adds a tally to `sla_report_counts` and deletes rows that reached zero.
@@ -443,49 +521,60 @@ pub async fn apply_tally(
     if changes.count.is_empty() {
         return Ok(());
     }
-    let lowest: Option<i64> = changes
-        .bind(sqlx::query_scalar(&format!(
-            "WITH changed AS ( \
-                 INSERT INTO sla_report_counts AS c \
-                 SELECT * FROM {COUNT_CHANGES} \
-                  ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes \
-                 ON CONFLICT (metric, dimension, granularity, period, key, outcome, business_minutes) \
-                 DO UPDATE SET count = c.count + EXCLUDED.count \
-                 RETURNING c.count) \
-             SELECT min(count) FROM changed"
-        )))
+    let lowest = changes
+        .bind(sqlx::query(&ADD_COUNTS))
         .fetch_one(&mut **tx)
-        .await?;
-    if lowest.is_some_and(|lowest| lowest < 0) {
-        return Err(ProjectionError::Permanent(
-            "an SLA report count would fall below zero (a fulfilment of an outcome that was \
-             never counted)"
-                .into(),
-        ));
-    }
-    if changes.count.iter().any(|count| *count < 0) {
-        let _deleted: i64 = changes
-            .bind(sqlx::query_scalar(&format!(
-                "WITH deleted AS ( \
-                     DELETE FROM sla_report_counts c USING {COUNT_CHANGES} \
-                      WHERE c.count = 0 AND r.count < 0 \
-                        AND (c.metric, c.dimension, c.granularity, c.period, c.key, c.outcome, \
-                             c.business_minutes) \
-                          = (r.metric, r.dimension, r.granularity, r.period, r.key, r.outcome, \
-                             r.business_minutes) \
-                     RETURNING 1) \
-                 SELECT count(*) FROM deleted"
-            )))
-            .fetch_one(&mut **tx)
-            .await?;
-    }
-    Ok(())
+        .await?
+        .try_get(0)?;
+    changes.settle(tx, lowest).await
 }
 
-/// The rows of [`CountColumns`], bound as `$1` … `$8`, named `r`.
-const COUNT_CHANGES: &str = "UNNEST($1::text[], $2::text[], $3::text[], $4::date[], \
-     $5::text[], $6::text[], $7::int8[], $8::int8[]) \
-     AS r(metric, dimension, granularity, period, key, outcome, business_minutes, count)";
+/// The array types of [`CountColumns`], in `sla_report_counts`' column order.
+const COUNT_TYPES: [&str; 8] = [
+    "text", "text", "text", "date", "text", "text", "int8", "int8",
+];
+
+/// The rows of [`CountColumns`] bound from `$first`, named `r`.
+fn count_changes(first: usize) -> String {
+    format!(
+        "{} AS r(metric, dimension, granularity, period, key, outcome, business_minutes, count)",
+        unnest(first, &COUNT_TYPES)
+    )
+}
+
+/// Adding [`CountColumns`] bound from `$first` to the counts, returning each new count.
+fn add_counts_sql(first: usize) -> String {
+    format!(
+        "INSERT INTO sla_report_counts AS c \
+         SELECT * FROM {} \
+          ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes \
+         ON CONFLICT (metric, dimension, granularity, period, key, outcome, business_minutes) \
+         DO UPDATE SET count = c.count + EXCLUDED.count \
+         RETURNING c.count",
+        count_changes(first)
+    )
+}
+
+/// The lowest count [`CountColumns`] left.
+static ADD_COUNTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH changed AS ({}) SELECT min(count) FROM changed",
+        add_counts_sql(1)
+    )
+});
+
+/// Deleting the count rows that [`CountColumns`] took down to zero.
+static DELETE_ZERO_COUNTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM sla_report_counts c USING {} \
+          WHERE c.count = 0 AND r.count < 0 \
+            AND (c.metric, c.dimension, c.granularity, c.period, c.key, c.outcome, \
+                 c.business_minutes) \
+              = (r.metric, r.dimension, r.granularity, r.period, r.key, r.outcome, \
+                 r.business_minutes)",
+        count_changes(1)
+    )
+});
 
 /// The changes of a tally as one array per `sla_report_counts` column.
 #[derive(Debug, Default)]
@@ -516,10 +605,7 @@ impl<'a> CountColumns<'a> {
         columns
     }
 
-    fn bind<'q, O>(
-        &'q self,
-        query: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
             .bind(&self.metric)
             .bind(&self.dimension)
@@ -529,6 +615,28 @@ impl<'a> CountColumns<'a> {
             .bind(&self.outcome)
             .bind(&self.business_minutes)
             .bind(&self.count)
+    }
+
+    /// After the changes were added: refuses a count below zero (`lowest`, the lowest count
+    /// they left) and deletes the rows they took down to zero.
+    async fn settle(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        lowest: Option<i64>,
+    ) -> Result<(), ProjectionError> {
+        if lowest.is_some_and(|lowest| lowest < 0) {
+            return Err(ProjectionError::Permanent(
+                "an SLA report count would fall below zero (a fulfilment of an outcome that was \
+                 never counted)"
+                    .into(),
+            ));
+        }
+        if self.count.iter().any(|count| *count < 0) {
+            self.bind(sqlx::query(&DELETE_ZERO_COUNTS))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -637,27 +745,61 @@ impl SlaEvents {
         if self.aggregate_id.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-                 event_version, payload, metadata) \
-             SELECT $1, e.aggregate_id, e.sequence, e.event_type, $2, e.payload::json, \
-                    e.metadata::json \
-               FROM unnest($3::text[], $4::int8[], $5::text[], $6::text[], $7::text[]) \
-                    WITH ORDINALITY AS e(aggregate_id, sequence, event_type, payload, metadata, ord) \
-              ORDER BY e.ord",
-        )
-        .bind(AGGREGATE_TYPE)
-        .bind(SlaEvent::EVENT_VERSION)
-        .bind(&self.aggregate_id)
-        .bind(&self.sequence)
-        .bind(&self.event_type)
-        .bind(&self.payload)
-        .bind(&self.metadata)
-        .execute(&mut **tx)
-        .await?;
+        self.bind(sqlx::query(&INSERT_EVENTS))
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
+
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(AGGREGATE_TYPE)
+            .bind(SlaEvent::EVENT_VERSION)
+            .bind(&self.aggregate_id)
+            .bind(&self.sequence)
+            .bind(&self.event_type)
+            .bind(&self.payload)
+            .bind(&self.metadata)
+    }
 }
+
+/// The array types of [`SlaEvents`] (after the aggregate type and the event version).
+const EVENT_TYPES: [&str; 5] = ["text", "int8", "text", "text", "text"];
+
+/// Appending [`SlaEvents`] bound from `$first`, in the order they were pushed.
+fn insert_events_sql(first: usize) -> String {
+    format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) \
+         SELECT ${first}, e.aggregate_id, e.sequence, e.event_type, ${}, e.payload::json, \
+                e.metadata::json \
+           FROM {} WITH ORDINALITY AS e(aggregate_id, sequence, event_type, payload, metadata, ord) \
+          ORDER BY e.ord",
+        first + 1,
+        unnest(first + 2, &EVENT_TYPES)
+    )
+}
+
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| insert_events_sql(1));
+
+/// Everything one transaction of SLA writers decided, as one statement: the SLA events, the
+/// metric rows and the states (both upserted), and the report count changes, returning the
+/// lowest count the changes left. Bound in that order: events from `$1`, then the
+/// [`METRIC_TYPES`], the [`STATE_TYPES`] and the [`COUNT_TYPES`] arrays.
+static WRITE: LazyLock<String> = LazyLock::new(|| {
+    let metric = 1 + 2 + EVENT_TYPES.len();
+    let state = metric + METRIC_TYPES.len();
+    let count = state + STATE_TYPES.len();
+    format!(
+        "WITH appended AS ({}), saved_rows AS ({}), saved_states AS ({}), \
+              counted AS ({}) \
+         SELECT (SELECT min(count) FROM counted)",
+        insert_events_sql(1),
+        insert_metric_sql(metric, true),
+        insert_states_sql(state, true),
+        add_counts_sql(count)
+    )
+});
 
 /// Appends `events` to the ticket's `TicketSla` aggregate after `state.last_sla_sequence` and
 /// moves it on ([`SlaEvents`] for one ticket).
@@ -672,43 +814,47 @@ pub async fn append(
     decided.insert(tx).await
 }
 
-/// Applies decided (or stored) SLA events to the rows and counts of a locked ticket, saves
-/// them and the state: the write path of the watcher and of a policy change.
+/// Appends SLA events decided for a locked ticket (after `state.last_sla_sequence`, moving it
+/// on) and applies them to its rows, counts and state: the write path of the breach watcher
+/// and of a policy change. `state.engine` has applied them already.
 pub async fn record(
     tx: &mut Transaction<'_, Postgres>,
-    state: &TicketState,
+    state: &mut TicketState,
     events: &[SlaEvent],
+    cause: &Cause,
 ) -> Result<(), ProjectionError> {
+    let mut decided = SlaEvents::default();
+    decided.push(state, events, cause)?;
     let mut tally = Tally::default();
     let mut rows = load_rows(tx, &state.ticket_id).await?;
     rows.record(&state.dims, events, &mut tally);
     rows.follow(&state.dims);
-    save_rows(tx, &rows.changed()).await?;
-    save_states(tx, &[state]).await?;
-    apply_tally(tx, &tally).await
+    write(tx, &decided, &[(&*state, &rows)], &tally).await
 }
 
-/// Writes what one transaction of the projection decided: the SLA events, the changed metric
-/// rows and the states of `tickets`, then the report count changes. With count changes it
-/// takes the counts' lock ([`lock_counts`]) before the first write, so the transaction waits
-/// for other lanes without an id and then holds one only for these four statements and its
-/// commit.
+/// Writes what one transaction of SLA writers decided ([`WRITE`]): the SLA events, the changed
+/// metric rows and the states of `tickets`, and the report count changes, in one statement;
+/// then deletes the count rows it took down to zero, if any. With count changes it takes the
+/// counts' lock ([`lock_counts`]) first, so the transaction waits for other writers without
+/// an id, and then holds one only for these statements and its commit.
 pub async fn write(
     tx: &mut Transaction<'_, Postgres>,
     events: &SlaEvents,
     tickets: &[(&TicketState, &TicketRows)],
     tally: &Tally,
 ) -> Result<(), ProjectionError> {
-    if tally.changes().next().is_some() {
+    let counts = CountColumns::of(tally);
+    if !counts.count.is_empty() {
         lock_counts(tx).await?;
     }
-    events.insert(tx).await?;
-    let rows: Vec<&MetricRow> = tickets
-        .iter()
-        .flat_map(|(_, rows)| rows.changed())
-        .collect();
-    save_rows(tx, &rows).await?;
+    let rows = MetricColumns::of(tickets.iter().flat_map(|(_, rows)| rows.changed()))?;
     let states: Vec<&TicketState> = tickets.iter().map(|(state, _)| *state).collect();
-    save_states(tx, &states).await?;
-    apply_tally(tx, tally).await
+    let states = StateColumns::of(&states);
+    let query = sqlx::query(&WRITE);
+    let lowest = counts
+        .bind(states.bind(rows.bind(events.bind(query))))
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    counts.settle(tx, lowest).await
 }

@@ -155,8 +155,7 @@ impl BreachWatcher {
             ticket_sequence: state.last_sequence,
             command: "sla_breach_watcher",
         };
-        store::append(&mut tx, &mut state, &breaches, &cause).await?;
-        store::record(&mut tx, &state, &breaches).await?;
+        store::record(&mut tx, &mut state, &breaches, &cause).await?;
         tx.commit().await?;
         tracing::debug!(
             ticket_id,
