@@ -75,7 +75,7 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = state.with_pipeline(&config.nats_prefix, names);
     if config.relay_in_process {
-        tokio::spawn(relay(&config, &state).run());
+        spawn_relay_thread(&config, &state)?;
     }
     for projection in running {
         let settings = runtime_settings(&config);
@@ -124,15 +124,47 @@ fn realtime_settings(config: &Config) -> RealtimeSettings {
     }
 }
 
-/// The relay of this process, woken by its own commits.
-fn relay(config: &Config, state: &AppState) -> Relay {
-    Relay::new(
-        state.pool.clone(),
-        state.nats.clone(),
-        relay_settings(config),
-        state.relay_wakeup.clone(),
-        state.metrics.clone(),
-    )
+/// Postgres connections of the relay's own pool (its leader lock holds one more, detached).
+const RELAY_CONNECTIONS: u32 = 2;
+
+/// Starts the relay of this process, woken by its own commits, on a thread of its own with a
+/// single-threaded runtime, its own Postgres pool and its own NATS connection. As a task among
+/// the API's, a busy host left it waiting its turn behind every request at each step of a
+/// batch, and the events reached the bus far later than they were committed
+/// (docs/benchmarks.md, "The relay on a thread of its own"); on its own thread the operating
+/// system shares the cores between it and the API's workers.
+fn spawn_relay_thread(config: &Config, state: &AppState) -> Result<(), StartError> {
+    let database_url = config.database_url.clone();
+    let nats_url = config.nats_url.clone();
+    let settings = relay_settings(config);
+    let wakeup = state.relay_wakeup.clone();
+    let metrics = state.metrics.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("relay".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let (pool, nats) = loop {
+                    match (
+                        db::connect(&database_url, RELAY_CONNECTIONS).await,
+                        nats::connect(&nats_url).await,
+                    ) {
+                        (Ok(pool), Ok(nats)) => break (pool, nats),
+                        (Err(error), _) => {
+                            tracing::warn!(%error, "relay cannot connect to Postgres")
+                        }
+                        (_, Err(error)) => tracing::warn!(%error, "relay cannot connect to NATS"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                };
+                Relay::new(pool, nats, settings, wakeup, metrics)
+                    .run()
+                    .await;
+            });
+        })?;
+    Ok(())
 }
 
 fn relay_settings(config: &Config) -> RelaySettings {

@@ -269,6 +269,20 @@ pub async fn save_checkpoint(pool: &PgPool, name: &str, to: Cursor) -> sqlx::Res
     Ok(())
 }
 
+/// Whether any event was committed after `after`, readable by [`next_batch`] yet or not: one
+/// probe of the `(tx_id, global_position)` index.
+pub async fn any_after(pool: &PgPool, after: Cursor) -> sqlx::Result<bool> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+          ORDER BY tx_id, global_position LIMIT 1",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.position)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Events committed after `after` and not yet published (visible or not).
 pub async fn lag(pool: &PgPool, after: Cursor) -> sqlx::Result<i64> {
     sqlx::query_scalar(

@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 
 /// Base of the advisory lock key that elects the relay leader (per database and prefix).
 const LEADER_LOCK_BASE: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
-/// How often the lag is measured while the relay is busy (it is also measured when idle).
+/// How often the lag is counted at most (with nothing after the cursor it is 0, not counted).
 const LAG_EVERY: Duration = Duration::from_secs(1);
 /// The first look again after a read found committed events held back by an older
 /// transaction; each further one waits twice as long, up to `HELD_BACK_LAST_RETRY` (or the
@@ -138,8 +138,20 @@ impl Relay {
             let Some(last) = pending.last().map(|p| p.cursor) else {
                 // Committed events that the read did not return wait behind an older
                 // transaction still running; its commit wakes nobody, so look again soon
-                // (sooner than the poll, backing off while it lasts).
-                let held_back = self.record_lag(cursor).await > 0;
+                // (sooner than the poll, backing off while it lasts). Asked with one index
+                // probe: a relay that keeps up asks after most of its reads.
+                let held_back = match batch::any_after(&self.pool, cursor).await {
+                    Ok(held_back) => held_back,
+                    Err(error) => {
+                        tracing::debug!(%error, "could not look for held-back events");
+                        false
+                    }
+                };
+                if held_back {
+                    self.measure_lag(cursor, &mut lag_measured).await;
+                } else {
+                    self.metrics.relay_lag(0);
+                }
                 held_back_retry = held_back.then(|| {
                     held_back_retry
                         .map_or(HELD_BACK_FIRST_RETRY, |retry| retry * 2)
@@ -155,11 +167,7 @@ impl Relay {
             cursor = last;
             self.metrics
                 .relay_published(pending.len() as u64, last.position);
-            // Under load, measure the lag at most once a second: it is a count query.
-            if lag_measured.elapsed() >= LAG_EVERY {
-                self.record_lag(cursor).await;
-                lag_measured = Instant::now();
-            }
+            self.measure_lag(cursor, &mut lag_measured).await;
         }
     }
 
@@ -203,17 +211,16 @@ impl Relay {
         }
     }
 
-    /// Measures and reports the events committed after `cursor` (0 when it cannot tell).
-    async fn record_lag(&self, cursor: Cursor) -> i64 {
+    /// Measures and reports the events committed after `cursor`, unless it did less than
+    /// [`LAG_EVERY`] ago (`measured`): it is a count query.
+    async fn measure_lag(&self, cursor: Cursor, measured: &mut Instant) {
+        if measured.elapsed() < LAG_EVERY {
+            return;
+        }
+        *measured = Instant::now();
         match batch::lag(&self.pool, cursor).await {
-            Ok(lag) => {
-                self.metrics.relay_lag(lag);
-                lag
-            }
-            Err(error) => {
-                tracing::debug!(%error, "could not measure relay lag");
-                0
-            }
+            Ok(lag) => self.metrics.relay_lag(lag),
+            Err(error) => tracing::debug!(%error, "could not measure relay lag"),
         }
     }
 }
