@@ -37,6 +37,11 @@ const LAG_EVERY: Duration = Duration::from_secs(1);
 /// transaction lasts, and its events out at most 50 ms after it ends.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
 const HELD_BACK_LAST_RETRY: Duration = Duration::from_millis(50);
+/// The shortest time from the start of one round to the start of the next. Woken by every
+/// commit, a relay that keeps up would otherwise read, publish and checkpoint one or two
+/// events at a time, five round trips each; waiting out the rest of this gathers what commits
+/// meanwhile into one batch, for at most this much more latency.
+const MIN_ROUND: Duration = Duration::from_millis(5);
 /// Pause after a failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -131,7 +136,10 @@ impl Relay {
         let mut cursor = batch::load_checkpoint(&self.pool, &checkpoint).await?;
         let mut lag_measured = Instant::now();
         let mut held_back_retry: Option<Duration> = None;
+        let mut round_started = Instant::now();
         loop {
+            tokio::time::sleep_until((round_started + MIN_ROUND).into()).await;
+            round_started = Instant::now();
             // Still the leader? The lock dies with its connection.
             sqlx::query("SELECT 1").execute(&mut *lock).await?;
             let pending = batch::next_batch(&self.pool, cursor, self.settings.batch_size).await?;
