@@ -74,8 +74,10 @@ pub async fn up(config: Config) -> Result<(), StartError> {
     }
     let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = state.with_pipeline(&config.nats_prefix, names);
-    if config.relay_in_process {
+    if config.relay_in_process && config.relay_thread {
         spawn_relay_thread(&config, &state)?;
+    } else if config.relay_in_process {
+        tokio::spawn(relay(&config, &state).run());
     }
     for projection in running {
         let settings = runtime_settings(&config);
@@ -124,15 +126,26 @@ fn realtime_settings(config: &Config) -> RealtimeSettings {
     }
 }
 
+/// The relay of this process as a task among the API's, woken by its own commits.
+fn relay(config: &Config, state: &AppState) -> Relay {
+    Relay::new(
+        state.pool.clone(),
+        state.nats.clone(),
+        relay_settings(config),
+        state.relay_wakeup.clone(),
+        state.metrics.clone(),
+    )
+}
+
 /// Postgres connections of the relay's own pool (its leader lock holds one more, detached).
 const RELAY_CONNECTIONS: u32 = 2;
 
-/// Starts the relay of this process, woken by its own commits, on a thread of its own with a
-/// single-threaded runtime, its own Postgres pool and its own NATS connection. As a task among
-/// the API's, a busy host left it waiting its turn behind every request at each step of a
-/// batch, and the events reached the bus far later than they were committed
-/// (docs/benchmarks.md, "The relay on a thread of its own"); on its own thread the operating
-/// system shares the cores between it and the API's workers.
+/// Starts the relay of this process (`HELPDESK_RELAY_THREAD=on`), woken by its own commits, on
+/// a thread of its own with a single-threaded runtime, its own Postgres pool and its own NATS
+/// connection. As a task among the API's, a busy host leaves it waiting its turn behind every
+/// request at each step of a batch; on its own thread the operating system shares the cores
+/// between it and the API's workers: the events reach the bus sooner, and on an overloaded
+/// host the commands wait instead (docs/benchmarks.md, "The relay on a thread of its own").
 fn spawn_relay_thread(config: &Config, state: &AppState) -> Result<(), StartError> {
     let database_url = config.database_url.clone();
     let nats_url = config.nats_url.clone();

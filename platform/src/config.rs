@@ -65,6 +65,9 @@ pub struct Config {
     /// `HELPDESK_RELAY`: `on` (default) runs the relay inside `helpdesk up`; `off` leaves it to
     /// a separate `helpdesk relay` process.
     pub relay_in_process: bool,
+    /// `HELPDESK_RELAY_THREAD`: `on` runs that relay on a thread of its own, with its own
+    /// connections; `off` (default) as a task among the API's (docs/adr/0004-relay.md).
+    pub relay_thread: bool,
     /// `HELPDESK_PROJECTION_MAX_DELIVER`: failed deliveries before an event is dead-lettered.
     pub projection_max_deliver: i64,
     /// Where ticket search lives.
@@ -225,6 +228,10 @@ impl Config {
             ),
         )?;
         let relay_in_process = on_off("HELPDESK_RELAY", &get("HELPDESK_RELAY", "on"))?;
+        let relay_thread = on_off(
+            "HELPDESK_RELAY_THREAD",
+            &get("HELPDESK_RELAY_THREAD", "off"),
+        )?;
         let projection_max_deliver = parse_number(
             "HELPDESK_PROJECTION_MAX_DELIVER",
             &get("HELPDESK_PROJECTION_MAX_DELIVER", "5"),
@@ -284,6 +291,7 @@ impl Config {
             audit_anchor_interval: Duration::from_secs(audit_anchor_secs),
             projection_max_deliver: i64::try_from(projection_max_deliver).unwrap_or(i64::MAX),
             relay_in_process,
+            relay_thread,
             relay_poll_interval: Duration::from_millis(relay_poll_ms),
             auth,
             addr,
