@@ -186,27 +186,11 @@ pub async fn insert_states(
     tx: &mut Transaction<'_, Postgres>,
     states: &[TicketState],
 ) -> Result<(), ProjectionError> {
-    write_states(tx, states, &INSERT_STATES).await
-}
-
-/// Inserts or replaces state rows, one statement for all of them.
-pub async fn save_states(
-    tx: &mut Transaction<'_, Postgres>,
-    states: &[&TicketState],
-) -> Result<(), ProjectionError> {
-    write_states(tx, states, &UPSERT_STATES).await
-}
-
-async fn write_states<S: Borrow<TicketState>>(
-    tx: &mut Transaction<'_, Postgres>,
-    states: &[S],
-    sql: &'static str,
-) -> Result<(), ProjectionError> {
     if states.is_empty() {
         return Ok(());
     }
     StateColumns::of(states)
-        .bind(sqlx::query(sql))
+        .bind(sqlx::query(&INSERT_STATES))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -251,7 +235,6 @@ fn insert_states_sql(first: usize, upsert: bool) -> String {
 }
 
 static INSERT_STATES: LazyLock<String> = LazyLock::new(|| insert_states_sql(1, false));
-static UPSERT_STATES: LazyLock<String> = LazyLock::new(|| insert_states_sql(1, true));
 
 /// State rows as one array per `sla_state` column ([`STATE_TYPES`]).
 struct StateColumns<'a> {
@@ -488,17 +471,6 @@ fn insert_metric_sql(first: usize, upsert: bool) -> String {
 }
 
 static INSERT_METRIC: LazyLock<String> = LazyLock::new(|| insert_metric_sql(1, false));
-static UPSERT_METRIC: LazyLock<String> = LazyLock::new(|| insert_metric_sql(1, true));
-
-/// Inserts or replaces `sla_metric` rows.
-pub async fn save_rows(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &[&MetricRow],
-) -> Result<(), ProjectionError> {
-    MetricColumns::of(rows.iter().copied())?
-        .insert(tx, &UPSERT_METRIC)
-        .await
-}
 
 /// Inserts `sla_metric` rows that cannot exist yet (the rebuild, into an emptied table).
 pub async fn insert_rows(
