@@ -60,7 +60,8 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         config.idempotency_ttl,
         Arc::new(verifier),
     )
-    .with_realtime(realtime);
+    .with_realtime(realtime)
+    .with_max_in_flight(config.max_in_flight);
     let mut running = Vec::new();
     if config.projectors {
         let (search, index) = search_projection(&config, &pool).await?;

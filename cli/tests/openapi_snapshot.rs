@@ -40,3 +40,32 @@ fn every_command_endpoint_is_in_the_document() {
         );
     }
 }
+
+#[test]
+fn every_api_operation_documents_the_overload_answer() {
+    let api: serde_json::Value = serde_json::from_str(&helpdesk::openapi_json().unwrap()).unwrap();
+    let paths = api["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for (path, item) in paths.iter().filter(|(path, _)| path.starts_with("/api/")) {
+        for (method, operation) in item.as_object().unwrap() {
+            let busy = &operation["responses"]["503"];
+            assert!(
+                busy["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("`overloaded`")),
+                "{method} {path} does not document 503 overloaded"
+            );
+            assert!(
+                busy["headers"]["Retry-After"].is_object(),
+                "{method} {path}: 503 without Retry-After"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations under /api/");
+    let probe = &paths["/readyz"]["get"]["responses"]["503"]["description"];
+    assert!(
+        !probe.as_str().unwrap().contains("overloaded"),
+        "probes are never turned away"
+    );
+}

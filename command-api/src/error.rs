@@ -2,8 +2,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cqrs_es::AggregateError;
+use helpdesk_domain::sla::SlaPolicyError;
 use helpdesk_domain::ticket::TicketError;
 use helpdesk_domain::validation::Violations;
+use helpdesk_platform::overload;
 
 use crate::problem::Problem;
 
@@ -46,15 +49,28 @@ pub enum ApiError {
     PolicyNotFound,
     #[error("the SLA policy already has this definition")]
     PolicyUnchanged,
+    /// No Postgres connection came within the pool's acquire timeout (all busy, or the
+    /// server unreachable): nothing was written, the client may retry (503 with
+    /// `Retry-After`).
+    #[error(
+        "no database connection became available in time; retry after {secs} s",
+        secs = overload::RETRY_AFTER_SECS
+    )]
+    DatabaseUnavailable,
     /// Something on our side failed; the cause is logged, the client sees an opaque 500.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
-    /// Wraps an unexpected failure of ours.
+    /// Wraps an unexpected failure of ours; a pool that had no connection to give within its
+    /// timeout is [`ApiError::DatabaseUnavailable`], not a failure.
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        ApiError::Internal(error.into())
+        let error = error.into();
+        if overload::is_pool_exhausted(&*error) || store_pool_exhausted(&*error) {
+            return ApiError::DatabaseUnavailable;
+        }
+        ApiError::Internal(error)
     }
 
     /// The status, the stable problem slug and the title of the error: the whole mapping.
@@ -132,6 +148,11 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency-Key reused",
             ),
+            ApiError::DatabaseUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "Database unavailable",
+            ),
             ApiError::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -181,6 +202,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, cause = ?cause, "request failed");
         }
+        if let ApiError::DatabaseUnavailable = &self {
+            return overload::database_unavailable(self.to_string());
+        }
         let mut response = self.to_problem().into_response();
         if let ApiError::PreconditionFailed {
             current_version, ..
@@ -190,5 +214,53 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::ETAG, etag);
         }
         response
+    }
+}
+
+/// cqrs-es keeps the store's error as the payload of an `AggregateError` that does not report
+/// it as its source, so the chain walk alone would miss a pool timeout while loading or
+/// appending a ticket or an SLA policy.
+fn store_pool_exhausted(error: &(dyn std::error::Error + 'static)) -> bool {
+    store_cause::<TicketError>(error)
+        .or_else(|| store_cause::<SlaPolicyError>(error))
+        .is_some_and(overload::is_pool_exhausted)
+}
+
+/// The store's own error inside an `AggregateError` of aggregates failing with `E`.
+fn store_cause<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match error.downcast_ref::<AggregateError<E>>()? {
+        AggregateError::DatabaseConnectionError(cause) | AggregateError::UnexpectedError(cause) => {
+            Some(&**cause)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_a_503_however_it_arrives() {
+        let direct = ApiError::internal(sqlx::Error::PoolTimedOut);
+        assert!(matches!(direct, ApiError::DatabaseUnavailable));
+        let from_the_store = ApiError::internal(AggregateError::<TicketError>::UnexpectedError(
+            Box::new(sqlx::Error::PoolTimedOut),
+        ));
+        assert!(matches!(from_the_store, ApiError::DatabaseUnavailable));
+        let other = ApiError::internal(AggregateError::<TicketError>::UnexpectedError(Box::new(
+            sqlx::Error::RowNotFound,
+        )));
+        assert!(matches!(other, ApiError::Internal(_)));
+    }
+
+    #[test]
+    fn no_connection_is_a_503_with_retry_after() {
+        let response = ApiError::DatabaseUnavailable.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(ApiError::DatabaseUnavailable.slug(), "database-unavailable");
     }
 }

@@ -62,6 +62,7 @@ pub async fn execute(
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(ApiError::Internal(_)) => "error",
+        Err(ApiError::DatabaseUnavailable) => "unavailable",
         Err(ApiError::WriteConflict(_) | ApiError::PreconditionFailed { .. }) => "conflict",
         Err(_) => "rejected",
     };
@@ -233,7 +234,9 @@ async fn global_position(state: &AppState, ticket_id: &str, version: u64) -> Res
         .await;
         match found {
             Ok(position) => return Ok(position),
-            Err(error) if attempt >= 3 => return Err(ApiError::internal(error)),
+            // Not `ApiError::internal`: a pool timeout here is no invitation to send the
+            // command again (it is committed), so it stays a 500.
+            Err(error) if attempt >= 3 => return Err(ApiError::Internal(error.into())),
             Err(error) => {
                 tracing::warn!(%error, ticket_id, "position lookup after commit failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
+use helpdesk_platform::overload::NothingWritten;
 
 /// A reservation older than this is treated as abandoned (its process died) and taken over.
 const ABANDONED_AFTER: Duration = Duration::from_secs(30);
@@ -86,22 +87,41 @@ where
     .await
 }
 
-/// Stores a 2xx response; releases the key after a 4xx (the command did not run, the client
-/// may fix the request); keeps the reservation after a 5xx, because the command may have been
-/// committed before the failure: a retry then waits until the reservation is abandoned rather
-/// than risk running the command twice.
+/// What becomes of a reserved key once its command answered.
+#[derive(Debug, PartialEq, Eq)]
+enum Settlement {
+    /// A 2xx: stored, replayed to every retry.
+    Store,
+    /// A 4xx (the command did not run, the client may fix the request), or an answer marked
+    /// [`NothingWritten`] (`503 overloaded` or `database-unavailable`): the key is free for the
+    /// retry.
+    Release,
+    /// Any other 5xx: the command may have been committed before the failure, so a retry waits
+    /// until the reservation is abandoned rather than risk running the command twice.
+    Keep,
+}
+
+fn settlement(response: &Response) -> Settlement {
+    let status = response.status();
+    if status.is_success() {
+        Settlement::Store
+    } else if status.is_client_error() || response.extensions().get::<NothingWritten>().is_some() {
+        Settlement::Release
+    } else {
+        Settlement::Keep
+    }
+}
+
 async fn settle(
     pool: &PgPool,
     request: &IdempotentRequest,
     reservation: Reservation,
     response: Response,
 ) -> Result<Response, ApiError> {
-    if response.status().is_success() {
-        store(pool, request, reservation, response).await
-    } else if response.status().is_client_error() {
-        release(pool, request, reservation).await.map(|()| response)
-    } else {
-        Ok(response)
+    match settlement(&response) {
+        Settlement::Store => store(pool, request, reservation, response).await,
+        Settlement::Release => release(pool, request, reservation).await.map(|()| response),
+        Settlement::Keep => Ok(response),
     }
 }
 
@@ -281,4 +301,35 @@ pub async fn purge_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
         .execute(pool)
         .await?;
     Ok(deleted.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_answer_that_wrote_nothing_frees_the_key() {
+        let with_status = |status: StatusCode| (status, "").into_response();
+        assert_eq!(
+            settlement(&with_status(StatusCode::CREATED)),
+            Settlement::Store
+        );
+        assert_eq!(
+            settlement(&with_status(StatusCode::UNPROCESSABLE_ENTITY)),
+            Settlement::Release
+        );
+        assert_eq!(
+            settlement(&ApiError::DatabaseUnavailable.into_response()),
+            Settlement::Release
+        );
+        // A bare 503 (the pool failed after the commit, say) proves nothing.
+        assert_eq!(
+            settlement(&with_status(StatusCode::SERVICE_UNAVAILABLE)),
+            Settlement::Keep
+        );
+        assert_eq!(
+            settlement(&ApiError::internal("boom").into_response()),
+            Settlement::Keep
+        );
+    }
 }

@@ -7,12 +7,14 @@
 //! - `execute`: load, check, decide, append, with the optimistic-concurrency retry;
 //! - `idempotency`: first-response replay for retried POSTs;
 //! - `relay`: the gap-free tail of the events table into JetStream;
+//! - `admission`: the bound on requests in flight (`503 overloaded` past it);
 //! - `error` / `problem`: the one mapping from failures to `application/problem+json`;
 //! - `metrics`: Prometheus counters and histograms.
 //!
 //! [`app`] assembles these with the read routes of `helpdesk-query-api` into one router and one
 //! OpenAPI document, served with Swagger UI at `/docs`.
 
+pub mod admission;
 pub mod error;
 pub mod execute;
 pub mod extract;
@@ -120,6 +122,10 @@ pub fn app(state: AppState, extra: OpenApiRouter<AppState>) -> (Router, utoipa::
         .fallback(routes::tickets::route_not_found)
         .method_not_allowed_fallback(routes::tickets::method_not_allowed)
         .layer(from_fn_with_state(
+            state.in_flight.clone(),
+            admission::admit,
+        ))
+        .layer(from_fn_with_state(
             state.metrics.clone(),
             metrics::track_http,
         ))
@@ -131,9 +137,10 @@ pub fn app(state: AppState, extra: OpenApiRouter<AppState>) -> (Router, utoipa::
 /// The OpenAPI document of the command routes plus `extra`. Needs no database: the snapshot
 /// test and `helpdesk openapi` call it.
 pub fn openapi(extra: OpenApiRouter<AppState>) -> utoipa::openapi::OpenApi {
-    let (_, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (_, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api_routes())
         .merge(extra)
         .split_for_parts();
+    admission::document(&mut api);
     api
 }

@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use helpdesk_platform::overload::InFlight;
 use helpdesk_platform::pipeline::ProjectionStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +69,8 @@ pub struct Metrics {
     realtime_dropped: Gauge,
     realtime_position: Gauge,
     realtime_lag: Gauge,
+    http_in_flight: Gauge,
+    http_turned_away: Gauge,
 }
 
 impl Metrics {
@@ -92,7 +95,7 @@ impl Metrics {
         );
         registry.register(
             "commands",
-            "Ticket commands by type and outcome (accepted, rejected, conflict, error)",
+            "Ticket commands by type and outcome (accepted, rejected, conflict, unavailable, error)",
             commands.clone(),
         );
         let relay_published = Counter::default();
@@ -156,7 +159,23 @@ impl Metrics {
              (read at scrape time; -1 when the stream could not be read)",
             realtime_lag.clone(),
         );
+        let http_in_flight = Gauge::default();
+        let http_turned_away = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "API requests being handled now (read at scrape time; bounded by \
+             HELPDESK_MAX_IN_FLIGHT)",
+            http_in_flight.clone(),
+        );
+        registry.register(
+            "http_requests_turned_away",
+            "API requests answered 503 overloaded at the door since start-up, because \
+             HELPDESK_MAX_IN_FLIGHT were in flight",
+            http_turned_away.clone(),
+        );
         Metrics {
+            http_in_flight,
+            http_turned_away,
             realtime_connections,
             realtime_dropped,
             realtime_position,
@@ -227,6 +246,13 @@ impl Metrics {
         self.realtime_dropped.set(count(stats.dropped));
         self.realtime_position.set(count(cursor));
         self.realtime_lag.set(lag.map_or(-1, count));
+    }
+
+    /// Records the admission bound's state (at scrape time).
+    pub fn record_in_flight(&self, in_flight: &InFlight) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.http_in_flight.set(count(in_flight.current() as u64));
+        self.http_turned_away.set(count(in_flight.turned_away()));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -300,6 +326,7 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
             .metrics
             .record_realtime(realtime.stats(), realtime.cursor(), lag);
     }
+    state.metrics.record_in_flight(&state.in_flight);
     match state.metrics.render() {
         Ok(text) => {
             let mut response = text.into_response();

@@ -12,6 +12,7 @@ use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use helpdesk_platform::auth::Verifier;
+use helpdesk_platform::overload::InFlight;
 use helpdesk_platform::pipeline::Pipeline;
 
 use crate::metrics::Metrics;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub search_admin: Option<SearchAdmin>,
     /// The real-time feed this process serves, when it runs one.
     pub realtime: Option<Realtime>,
+    /// The bound on API requests handled at once (`admission`).
+    pub in_flight: Arc<InFlight>,
 }
 
 impl AppState {
@@ -74,6 +77,9 @@ impl AppState {
             search: None,
             search_admin: None,
             realtime: None,
+            in_flight: Arc::new(InFlight::new(
+                helpdesk_platform::config::defaults::MAX_IN_FLIGHT,
+            )),
         }
     }
 }
@@ -100,6 +106,12 @@ impl AppState {
     /// Serves the real-time feed.
     pub fn with_realtime(mut self, realtime: Realtime) -> Self {
         self.realtime = Some(realtime);
+        self
+    }
+
+    /// Handles at most `limit` API requests at once (`HELPDESK_MAX_IN_FLIGHT`).
+    pub fn with_max_in_flight(mut self, limit: usize) -> Self {
+        self.in_flight = Arc::new(InFlight::new(limit));
         self
     }
 

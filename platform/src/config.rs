@@ -57,6 +57,9 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// `HELPDESK_DB_MAX_CONNECTIONS`: size of the Postgres pool.
     pub db_max_connections: u32,
+    /// `HELPDESK_MAX_IN_FLIGHT`: API requests handled at once; one more is answered
+    /// `503 overloaded` with `Retry-After` instead of queueing.
+    pub max_in_flight: usize,
     /// How tokens are verified and what agents see.
     pub auth: AuthConfig,
     /// `HELPDESK_RELAY_POLL_MS`: how often the relay looks for events written by other
@@ -154,6 +157,8 @@ pub mod defaults {
     pub const RELAY_POLL_MS: u64 = 500;
     /// Default for `HELPDESK_DB_MAX_CONNECTIONS`.
     pub const DB_MAX_CONNECTIONS: u32 = 20;
+    /// Default for `HELPDESK_MAX_IN_FLIGHT`.
+    pub const MAX_IN_FLIGHT: usize = 256;
     /// Default for `HELPDESK_AUDIT_ANCHOR_SECS` (hourly).
     pub const AUDIT_ANCHOR_SECS: u64 = 3600;
 }
@@ -202,6 +207,14 @@ impl Config {
                 &defaults::DB_MAX_CONNECTIONS.to_string(),
             ),
         )?;
+        let max_in_flight = usize::try_from(parse_number(
+            "HELPDESK_MAX_IN_FLIGHT",
+            &get(
+                "HELPDESK_MAX_IN_FLIGHT",
+                &defaults::MAX_IN_FLIGHT.to_string(),
+            ),
+        )?)
+        .unwrap_or(usize::MAX);
         let optional = |name: &str| lookup(name).filter(|value| !value.is_empty());
         let agent_scope = match get("HELPDESK_AGENT_SCOPE", "all").as_str() {
             "all" => helpdesk_domain::AgentScope::All,
@@ -302,6 +315,7 @@ impl Config {
             log_format,
             idempotency_ttl: Duration::from_secs(ttl_hours * 3600),
             db_max_connections: pool_size(db_max_connections)?,
+            max_in_flight,
         })
     }
 }
@@ -381,6 +395,7 @@ mod tests {
         assert_eq!(config.idempotency_ttl, Duration::from_secs(24 * 3600));
         assert_eq!(config.audit_anchor_interval, Duration::from_secs(3600));
         assert_eq!(config.realtime.summary_cache, 50_000);
+        assert_eq!(config.max_in_flight, 256);
     }
 
     #[test]

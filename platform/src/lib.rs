@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod event_log;
 pub mod nats;
+pub mod overload;
 pub mod pipeline;
 pub mod problem;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use helpdesk_platform::overload;
 use helpdesk_platform::problem::Problem;
 
 /// Why a read failed.
@@ -34,15 +35,27 @@ pub enum QueryError {
     /// The caller's role may not read this.
     #[error("your role may not read this")]
     Forbidden,
+    /// No Postgres connection came within the pool's acquire timeout (all busy, or the
+    /// server unreachable): 503 with `Retry-After`.
+    #[error(
+        "no database connection became available in time; retry after {secs} s",
+        secs = overload::RETRY_AFTER_SECS
+    )]
+    DatabaseUnavailable,
     /// Something on our side failed; logged, answered opaque.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl QueryError {
-    /// Wraps an unexpected failure of ours.
+    /// Wraps an unexpected failure of ours; a pool that had no connection to give within its
+    /// timeout is [`QueryError::DatabaseUnavailable`], not a failure.
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        QueryError::Internal(error.into())
+        let error = error.into();
+        if overload::is_pool_exhausted(&*error) {
+            return QueryError::DatabaseUnavailable;
+        }
+        QueryError::Internal(error)
     }
 }
 
@@ -131,6 +144,9 @@ impl IntoResponse for QueryError {
                 "Not allowed",
                 self.to_string(),
             ),
+            QueryError::DatabaseUnavailable => {
+                return overload::database_unavailable(self.to_string());
+            }
             QueryError::Internal(cause) => {
                 tracing::error!(error = %cause, cause = ?cause, "read failed");
                 Problem::new(

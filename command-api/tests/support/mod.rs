@@ -39,6 +39,15 @@ pub struct TestApp {
     pub search: Option<(SearchProjection, SearchIndex, Arc<tempfile::TempDir>)>,
 }
 
+/// Settings a test may shrink to provoke overload.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tuning {
+    /// `HELPDESK_MAX_IN_FLIGHT`.
+    pub max_in_flight: Option<usize>,
+    /// The pool's size and acquire timeout (default: 30 connections, 5 s).
+    pub pool: Option<(u32, Duration)>,
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(AuthConfig::default()).await
@@ -46,13 +55,13 @@ impl TestApp {
 
     /// Spawns with token settings (issuer, audience, agent scope).
     pub async fn spawn_with(auth: AuthConfig) -> TestApp {
-        TestApp::spawn_inner(auth, false).await
+        TestApp::spawn_inner(auth, false, Tuning::default()).await
     }
 
     /// Spawns with a search index (tantivy in a temporary directory) served by the app; the
     /// relay and the search projection run too, so commands become searchable.
     pub async fn spawn_with_search(auth: AuthConfig) -> TestApp {
-        let app = TestApp::spawn_inner(auth, true).await;
+        let app = TestApp::spawn_inner(auth, true, Tuning::default()).await;
         app.start_relay();
         let (projection, _, _) = app.search.clone().unwrap();
         tokio::spawn(helpdesk_projections::runtime::run(
@@ -65,14 +74,27 @@ impl TestApp {
 
     /// Spawns with a search index that nothing feeds (no relay, no projection).
     pub async fn spawn_with_idle_search(auth: AuthConfig) -> TestApp {
-        TestApp::spawn_inner(auth, true).await
+        TestApp::spawn_inner(auth, true, Tuning::default()).await
     }
 
-    async fn spawn_inner(auth: AuthConfig, with_search: bool) -> TestApp {
+    /// Spawns with a smaller pool or admission bound than the defaults.
+    pub async fn spawn_tuned(tuning: Tuning) -> TestApp {
+        TestApp::spawn_inner(AuthConfig::default(), false, tuning).await
+    }
+
+    async fn spawn_inner(auth: AuthConfig, with_search: bool, tuning: Tuning) -> TestApp {
         let database = helpdesk_platform::db::create_scratch_database(&server_url())
             .await
             .expect("create a scratch database");
-        let pool = helpdesk_platform::db::connect(&database, 30).await.unwrap();
+        let pool = match tuning.pool {
+            None => helpdesk_platform::db::connect(&database, 30).await.unwrap(),
+            Some((size, acquire_timeout)) => sqlx::postgres::PgPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(acquire_timeout)
+                .connect(database.expose())
+                .await
+                .unwrap(),
+        };
         let nats = helpdesk_platform::nats::connect(&nats_url()).await.unwrap();
         let verifier = Verifier::with_hs256_secret(SECRET, &auth);
         let prefix = test_prefix();
@@ -86,6 +108,9 @@ impl TestApp {
             Arc::new(verifier),
         )
         .with_realtime(realtime);
+        if let Some(limit) = tuning.max_in_flight {
+            state = state.with_max_in_flight(limit);
+        }
         let search = if with_search {
             let directory = Arc::new(tempfile::tempdir().unwrap());
             let config = helpdesk_platform::SearchConfig {

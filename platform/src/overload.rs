@@ -1,0 +1,158 @@
+//! Overload: how a process that cannot take more work right now says so.
+//!
+//! Two places notice it. At the front door, [`InFlight`] bounds the API requests being
+//! handled at once; one more is turned away at once (`503 overloaded`) instead of joining a
+//! queue that only grows, and holds its memory, while the clients time out. Further in, a
+//! request that waited the pool's whole acquire timeout for a Postgres connection
+//! ([`is_pool_exhausted`]) gets `503 database-unavailable`: every connection was busy, or
+//! PostgreSQL could not be reached (sqlx keeps retrying a refused connect until the deadline).
+//! Both carry `Retry-After` and are marked [`NothingWritten`], never a `500`: nothing went
+//! wrong with the request, and sending it again later is safe.
+
+use std::error::Error;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::problem::Problem;
+
+/// What `Retry-After` says, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Whether `error`, or anything in its chain of sources, is the pool giving up waiting for a
+/// free connection.
+pub fn is_pool_exhausted(error: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(
+            error.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        ) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// Marks a response (as an extension) whose request changed nothing, so that a reserved
+/// `Idempotency-Key` may be released for the retry.
+#[derive(Debug, Clone, Copy)]
+pub struct NothingWritten;
+
+/// The door's answer: `503 overloaded`, problem+json with `Retry-After`, marked
+/// [`NothingWritten`].
+pub fn overloaded(detail: impl Into<String>) -> Response {
+    unavailable("overloaded", "Server overloaded", detail.into())
+}
+
+/// The answer to a request that got no database connection in time: `503
+/// database-unavailable`, problem+json with `Retry-After`, marked [`NothingWritten`].
+pub fn database_unavailable(detail: impl Into<String>) -> Response {
+    unavailable(
+        "database-unavailable",
+        "Database unavailable",
+        detail.into(),
+    )
+}
+
+fn unavailable(slug: &str, title: &str, detail: String) -> Response {
+    let mut response =
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, slug, title, detail).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response.extensions_mut().insert(NothingWritten);
+    response
+}
+
+/// The bound on requests handled at once (`HELPDESK_MAX_IN_FLIGHT`).
+#[derive(Debug)]
+pub struct InFlight {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    turned_away: AtomicU64,
+}
+
+impl InFlight {
+    /// Allows `limit` requests at once (at most `Semaphore::MAX_PERMITS`).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.min(Semaphore::MAX_PERMITS);
+        InFlight {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            turned_away: AtomicU64::new(0),
+        }
+    }
+
+    /// A place for one more request, held until the permit drops; `None` (and counted) when
+    /// every place is taken.
+    pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.turned_away.fetch_add(1, Ordering::Relaxed);
+        }
+        permit
+    }
+
+    /// How many requests may be in flight at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How many are in flight now.
+    pub fn current(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+
+    /// How many were turned away since start.
+    pub fn turned_away(&self) -> u64 {
+        self.turned_away.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading the ticket failed")]
+    struct Wrapper(#[source] sqlx::Error);
+
+    #[test]
+    fn a_pool_timeout_is_found_anywhere_in_the_chain() {
+        assert!(is_pool_exhausted(&sqlx::Error::PoolTimedOut));
+        assert!(is_pool_exhausted(&Wrapper(sqlx::Error::PoolTimedOut)));
+        assert!(!is_pool_exhausted(&Wrapper(sqlx::Error::RowNotFound)));
+        assert!(!is_pool_exhausted(&std::io::Error::other("disk")));
+    }
+
+    #[test]
+    fn the_limit_turns_away_the_one_past_it_until_a_place_frees() {
+        let in_flight = InFlight::new(2);
+        let first = in_flight.try_enter().unwrap();
+        let _second = in_flight.try_enter().unwrap();
+        assert_eq!(in_flight.current(), 2);
+        assert!(in_flight.try_enter().is_none());
+        assert_eq!(in_flight.turned_away(), 1);
+        drop(first);
+        assert!(in_flight.try_enter().is_some());
+        assert_eq!(in_flight.turned_away(), 1);
+    }
+
+    #[test]
+    fn the_answers_are_503_problems_with_retry_after() {
+        for response in [overloaded("busy"), database_unavailable("no connection")] {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                crate::problem::PROBLEM_JSON
+            );
+            assert!(response.extensions().get::<NothingWritten>().is_some());
+        }
+    }
+}
