@@ -50,13 +50,64 @@ pub fn overloaded(detail: impl Into<String>) -> Response {
 }
 
 /// The answer to a request that got no database connection in time: `503
-/// database-unavailable`, problem+json with `Retry-After`, marked [`NothingWritten`].
+/// database-unavailable`, problem+json with `Retry-After`, marked [`NothingWritten`]. Logged
+/// as a warning at most every [`WARNING_EVERY_MS`], with the number of such answers since the
+/// last one: an outage must show in the log without drowning it.
 pub fn database_unavailable(detail: impl Into<String>) -> Response {
+    if let Some(requests) = UNAVAILABLE.count_and_maybe_report(now_ms()) {
+        tracing::warn!(
+            requests,
+            "no database connection within the pool's acquire timeout; \
+             answered 503 database-unavailable"
+        );
+    }
     unavailable(
         "database-unavailable",
         "Database unavailable",
         detail.into(),
     )
+}
+
+/// The least time between two warnings about `database-unavailable` answers.
+pub const WARNING_EVERY_MS: u64 = 10_000;
+
+static UNAVAILABLE: Reported = Reported::new();
+
+/// Counts occurrences and says how many happened whenever a report is due.
+struct Reported {
+    since_report: AtomicU64,
+    /// When the last report was due (ms since the Unix epoch; 0 before the first).
+    last_report_ms: AtomicU64,
+}
+
+impl Reported {
+    const fn new() -> Self {
+        Reported {
+            since_report: AtomicU64::new(0),
+            last_report_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one occurrence at `now_ms`; the count since the last report when one is due.
+    fn count_and_maybe_report(&self, now_ms: u64) -> Option<u64> {
+        self.since_report.fetch_add(1, Ordering::Relaxed);
+        let last = self.last_report_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= WARNING_EVERY_MS;
+        let ours = due
+            && self
+                .last_report_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        ours.then(|| self.since_report.swap(0, Ordering::Relaxed))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn unavailable(slug: &str, title: &str, detail: String) -> Response {
@@ -128,6 +179,16 @@ mod tests {
         assert!(is_pool_exhausted(&Wrapper(sqlx::Error::PoolTimedOut)));
         assert!(!is_pool_exhausted(&Wrapper(sqlx::Error::RowNotFound)));
         assert!(!is_pool_exhausted(&std::io::Error::other("disk")));
+    }
+
+    #[test]
+    fn a_warning_is_due_at_most_every_ten_seconds_and_counts_what_it_summarizes() {
+        let reported = Reported::new();
+        assert_eq!(reported.count_and_maybe_report(1_000_000), Some(1));
+        assert_eq!(reported.count_and_maybe_report(1_000_001), None);
+        assert_eq!(reported.count_and_maybe_report(1_009_999), None);
+        assert_eq!(reported.count_and_maybe_report(1_010_000), Some(3));
+        assert_eq!(reported.count_and_maybe_report(1_010_500), None);
     }
 
     #[test]
