@@ -49,23 +49,18 @@ async fn the_request_past_the_in_flight_bound_is_turned_away_and_changes_nothing
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let first = tokio::spawn(
+    let open = || {
         app.request(Method::POST, "/api/v1/tickets")
             .json(&sample_ticket())
-            .send(),
-    );
+    };
+    let first = tokio::spawn(open().send());
     let in_flight = app.state.in_flight.clone();
     eventually("the first command is in flight", || {
         in_flight.current() == 1
     })
     .await;
 
-    let second = app
-        .request(Method::POST, "/api/v1/tickets")
-        .json(&sample_ticket())
-        .send()
-        .await
-        .unwrap();
+    let second = open().send().await.unwrap();
     expect_unavailable(second, "overloaded").await;
     let read = app
         .request(Method::GET, "/api/v1/tickets/no-such-ticket")
@@ -74,13 +69,7 @@ async fn the_request_past_the_in_flight_bound_is_turned_away_and_changes_nothing
         .unwrap();
     expect_unavailable(read, "overloaded").await;
     // Probes and metrics are outside the bound: an operator still sees the shedding server.
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(app.probe("/healthz").await.status(), StatusCode::OK);
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("helpdesk_http_requests_turned_away 2"),
@@ -98,12 +87,7 @@ async fn the_request_past_the_in_flight_bound_is_turned_away_and_changes_nothing
     );
 
     // The place is free again: the same request goes through.
-    let again = app
-        .request(Method::POST, "/api/v1/tickets")
-        .json(&sample_ticket())
-        .send()
-        .await
-        .unwrap();
+    let again = open().send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(app.event_count().await, 2);
 }

@@ -550,19 +550,8 @@ async fn an_invalid_idempotency_key_is_400() {
 #[tokio::test]
 async fn probes_answer_and_metrics_count_requests_and_commands() {
     let app = TestApp::spawn().await;
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.probe("/healthz").await.status(), StatusCode::OK);
+    let ready = app.probe("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["postgres"], "ok");

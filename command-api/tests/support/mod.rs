@@ -247,6 +247,12 @@ impl TestApp {
         self.request(method, path).json(&body).send().await.unwrap()
     }
 
+    /// `GET path` without a token (the probes).
+    pub async fn probe(&self, path: &str) -> Response {
+        let url = format!("{}{path}", self.url);
+        self.client.get(url).send().await.unwrap()
+    }
+
     /// The Prometheus text at `/metrics`.
     pub async fn metrics(&self) -> String {
         let response = self
