@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use helpdesk_domain::access::{self, Access, Action, TicketFacts};
 use helpdesk_domain::ticket::{Ticket, TicketCommand, TicketError};
@@ -18,6 +17,8 @@ use helpdesk_platform::problem::Change;
 use crate::error::ApiError;
 use crate::extract::{IfMatch, RequestContext};
 use crate::state::AppState;
+use crate::state::TicketStore;
+use crate::store::appending;
 
 /// Where a successful command left the ticket.
 #[derive(Debug, Clone, Copy)]
@@ -105,11 +106,16 @@ async fn run(
         for event in &events {
             loaded.aggregate.apply(event.clone());
         }
-        match state.store.commit(events, loaded, metadata.clone()).await {
+        let (committed, appended_at) =
+            appending(state.store.commit(events, loaded, metadata.clone())).await;
+        match committed {
             Ok(committed) => {
                 state.relay_wakeup.notify_one();
                 let version = committed.last().map_or(current, |e| e.sequence as u64);
-                let position = global_position(state, ticket_id, version).await?;
+                let position = match appended_at {
+                    Some(position) => position,
+                    None => global_position(state, ticket_id, version).await?,
+                };
                 return Ok(Written { version, position });
             }
             Err(AggregateError::AggregateConflict) => {
@@ -246,10 +252,7 @@ async fn global_position(state: &AppState, ticket_id: &str, version: u64) -> Res
 }
 
 /// Loads a ticket's current state and version, for callers that need to look before writing.
-pub async fn load(
-    store: &PersistedEventStore<postgres_es::PostgresEventRepository, Ticket>,
-    ticket_id: &str,
-) -> Result<(Ticket, u64), ApiError> {
+pub async fn load(store: &TicketStore, ticket_id: &str) -> Result<(Ticket, u64), ApiError> {
     let loaded = store
         .load_aggregate(ticket_id)
         .await

@@ -6,6 +6,7 @@
 //!   ids); identity comes from `helpdesk_platform::auth::Authenticated`;
 //! - `execute`: load, check, decide, append, with the optimistic-concurrency retry;
 //! - `idempotency`: first-response replay for retried POSTs;
+//! - `store`: the ticket events' repository (postgres-es reads, a one-statement append);
 //! - `relay`: the gap-free tail of the events table into JetStream;
 //! - `admission`: the bound on requests in flight (`503 overloaded` past it);
 //! - `error` / `problem`: the one mapping from failures to `application/problem+json`;
@@ -24,6 +25,7 @@ pub use helpdesk_platform::problem;
 pub mod relay;
 pub mod routes;
 pub mod state;
+pub mod store;
 
 use std::sync::Arc;
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use cqrs_es::persist::PersistedEventStore;
 use helpdesk_domain::ticket::Ticket;
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 
 use helpdesk_platform::auth::Verifier;
@@ -16,9 +15,10 @@ use helpdesk_platform::overload::InFlight;
 use helpdesk_platform::pipeline::Pipeline;
 
 use crate::metrics::Metrics;
+use crate::store::TicketRepository;
 
-/// The postgres-es event store for tickets.
-pub type TicketStore = PersistedEventStore<PostgresEventRepository, Ticket>;
+/// The event store for tickets (cqrs-es; reads by postgres-es, the append ours: `store`).
+pub type TicketStore = PersistedEventStore<TicketRepository, Ticket>;
 
 /// Shared application state; cheap to clone.
 #[derive(Clone)]
@@ -57,7 +57,7 @@ impl AppState {
         idempotency_ttl: Duration,
         verifier: Arc<Verifier>,
     ) -> Self {
-        let repository = PostgresEventRepository::new(pool.clone());
+        let repository = TicketRepository::new(pool.clone());
         AppState {
             nats: nats.clone(),
             store: Arc::new(
