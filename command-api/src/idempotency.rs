@@ -248,10 +248,13 @@ async fn store(
     reservation: Reservation,
     response: Response,
 ) -> Result<Response, ApiError> {
+    // The command is committed here: a failure to store its answer is a 500 that keeps the
+    // key reserved, never `database-unavailable` (which tells the client nothing was done).
+    let committed = |error: Box<dyn std::error::Error + Send + Sync>| ApiError::Internal(error);
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|error| committed(error.into()))?;
     sqlx::query(
         "UPDATE idempotency_keys \
             SET response_status = $3, response_headers = $4, response_body = $5 \
@@ -265,7 +268,7 @@ async fn store(
     .bind(reservation.created_at)
     .execute(pool)
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(|error| committed(error.into()))?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
