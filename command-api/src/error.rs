@@ -202,9 +202,6 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, cause = ?cause, "request failed");
         }
-        if let ApiError::DatabaseUnavailable = &self {
-            return overload::database_unavailable(self.to_string());
-        }
         let mut response = self.to_problem().into_response();
         if let ApiError::PreconditionFailed {
             current_version, ..
@@ -212,6 +209,9 @@ impl IntoResponse for ApiError {
             && let Ok(etag) = HeaderValue::from_str(&format!("\"{current_version}\""))
         {
             response.headers_mut().insert(header::ETAG, etag);
+        }
+        if let ApiError::DatabaseUnavailable = &self {
+            response = overload::database_unavailable(response);
         }
         response
     }

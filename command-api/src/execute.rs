@@ -112,10 +112,11 @@ async fn run(
             Ok(committed) => {
                 state.relay_wakeup.notify_one();
                 let version = committed.last().map_or(current, |e| e.sequence as u64);
-                let position = match appended_at {
-                    Some(position) => position,
-                    None => global_position(state, ticket_id, version).await?,
-                };
+                // Every decision appends at least one event, so the append reports a
+                // position; without one the command is still committed, hence a 500.
+                let position = appended_at.ok_or_else(|| {
+                    ApiError::Internal("the append reported no global position".into())
+                })?;
                 return Ok(Written { version, position });
             }
             Err(AggregateError::AggregateConflict) => {
@@ -220,35 +221,6 @@ fn lost_race(error: TicketError) -> ApiError {
     ApiError::WriteConflict(format!(
         "the ticket changed while this request ran and the command no longer applies: {error}"
     ))
-}
-
-/// The global position of the event just committed. The command is already durable here, so a
-/// failure is retried a few times before the request gives up with a 5xx (which keeps an
-/// idempotency key reserved, see `idempotency`).
-async fn global_position(state: &AppState, ticket_id: &str, version: u64) -> Result<i64, ApiError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let found = sqlx::query_scalar(
-            "SELECT global_position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-        )
-        .bind(Ticket::TYPE)
-        .bind(ticket_id)
-        .bind(version as i64)
-        .fetch_one(&state.pool)
-        .await;
-        match found {
-            Ok(position) => return Ok(position),
-            // Not `ApiError::internal`: a pool timeout here is no invitation to send the
-            // command again (it is committed), so it stays a 500.
-            Err(error) if attempt >= 3 => return Err(ApiError::Internal(error.into())),
-            Err(error) => {
-                tracing::warn!(%error, ticket_id, "position lookup after commit failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-        }
-    }
 }
 
 /// Loads a ticket's current state and version, for callers that need to look before writing.

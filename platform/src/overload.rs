@@ -43,17 +43,24 @@ pub fn is_pool_exhausted(error: &(dyn Error + 'static)) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct NothingWritten;
 
-/// The door's answer: `503 overloaded`, problem+json with `Retry-After`, marked
-/// [`NothingWritten`].
+/// The door's answer: `503 overloaded`, problem+json, marked by [`retry_later`].
 pub fn overloaded(detail: impl Into<String>) -> Response {
-    unavailable("overloaded", "Server overloaded", detail.into())
+    retry_later(
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Server overloaded",
+            detail,
+        )
+        .into_response(),
+    )
 }
 
-/// The answer to a request that got no database connection in time: `503
-/// database-unavailable`, problem+json with `Retry-After`, marked [`NothingWritten`]. Logged
-/// as a warning at most every [`WARNING_EVERY_MS`], with the number of such answers since the
-/// last one: an outage must show in the log without drowning it.
-pub fn database_unavailable(detail: impl Into<String>) -> Response {
+/// Completes the answer (already mapped by the API's error table) to a request that got no
+/// database connection in time: marked by [`retry_later`], and logged as a warning at most
+/// every [`WARNING_EVERY_MS`] with the number of such answers since the last one, so that an
+/// outage shows in the log without drowning it.
+pub fn database_unavailable(response: Response) -> Response {
     if let Some(requests) = UNAVAILABLE.count_and_maybe_report(now_ms()) {
         tracing::warn!(
             requests,
@@ -61,11 +68,17 @@ pub fn database_unavailable(detail: impl Into<String>) -> Response {
              answered 503 database-unavailable"
         );
     }
-    unavailable(
-        "database-unavailable",
-        "Database unavailable",
-        detail.into(),
-    )
+    retry_later(response)
+}
+
+/// Adds `Retry-After` and the [`NothingWritten`] mark to a response: the request did nothing
+/// and may be sent again after that many seconds.
+pub fn retry_later(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response.extensions_mut().insert(NothingWritten);
+    response
 }
 
 /// The least time between two warnings about `database-unavailable` answers.
@@ -108,16 +121,6 @@ fn now_ms() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-fn unavailable(slug: &str, title: &str, detail: String) -> Response {
-    let mut response =
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, slug, title, detail).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-    response.extensions_mut().insert(NothingWritten);
-    response
 }
 
 /// The bound on requests handled at once (`HELPDESK_MAX_IN_FLIGHT`).
@@ -206,7 +209,16 @@ mod tests {
 
     #[test]
     fn the_answers_are_503_problems_with_retry_after() {
-        for response in [overloaded("busy"), database_unavailable("no connection")] {
+        let no_connection = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database-unavailable",
+            "Database unavailable",
+            "no connection",
+        );
+        for response in [
+            overloaded("busy"),
+            database_unavailable(no_connection.into_response()),
+        ] {
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[header::RETRY_AFTER], "1");
             assert_eq!(

@@ -101,17 +101,15 @@ impl IntoResponse for QueryError {
                 problem
             }
             QueryError::NotYetReflected => {
-                let mut response = Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not-yet-consistent",
-                    "Read model behind",
-                    self.to_string(),
-                )
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
+                return overload::retry_later(
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not-yet-consistent",
+                        "Read model behind",
+                        self.to_string(),
+                    )
+                    .into_response(),
+                );
             }
             QueryError::SearchNotRunning => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -145,7 +143,15 @@ impl IntoResponse for QueryError {
                 self.to_string(),
             ),
             QueryError::DatabaseUnavailable => {
-                return overload::database_unavailable(self.to_string());
+                return overload::database_unavailable(
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database-unavailable",
+                        "Database unavailable",
+                        self.to_string(),
+                    )
+                    .into_response(),
+                );
             }
             QueryError::Internal(cause) => {
                 tracing::error!(error = %cause, cause = ?cause, "read failed");
