@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::presence::{PresenceState, Viewer};
-use super::summary::{QueueFilter, TicketSummary};
+use super::summary::{EncodedSummary, QueueFilter, TicketSummary};
 
 /// What a WebSocket client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -43,7 +43,8 @@ pub enum ServerMessage {
         position: i64,
         event_type: String,
         subscriptions: Vec<String>,
-        ticket: Box<TicketSummary>,
+        #[schema(value_type = TicketSummary)]
+        ticket: EncodedSummary,
     },
     /// The ticket no longer matches these subscriptions (or is no longer yours to see).
     Left {

@@ -221,6 +221,7 @@ mod tests {
                 internal: false,
                 before,
                 after: summary(id, n as u64 + 1, *status),
+                encoded: Default::default(),
             });
         }
         updates

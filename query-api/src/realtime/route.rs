@@ -75,7 +75,7 @@ fn route_update<'a>(
             position: update.position,
             event_type: update.event_type.clone(),
             subscriptions: touched,
-            ticket: Box::new(update.after.clone()),
+            ticket: update.encoded_after(),
         });
     }
     if !left.is_empty() {
@@ -201,6 +201,7 @@ pub(super) mod tests {
             internal,
             before: Some(before),
             after,
+            encoded: Default::default(),
         })
     }
 
@@ -264,6 +265,44 @@ pub(super) mod tests {
                 ("update", names(&["all", "this"])),
                 ("left", names(&["open"])),
             ]
+        );
+    }
+
+    #[test]
+    fn every_session_sends_the_summary_encoded_once_and_it_reads_as_the_ticket_after() {
+        let subs = all_open_this_and_other();
+        let pending = update(
+            ticket(None, Status::Open),
+            ticket(None, Status::Pending),
+            false,
+        );
+        let encoded = |principal: &Principal| {
+            let messages = route(principal, AgentScope::All, &pending, subs.iter());
+            let Some(ServerMessage::Update { ticket, .. }) = messages.into_iter().next() else {
+                panic!("no update for {}", principal.id)
+            };
+            ticket
+        };
+        let first = encoded(&principal("agent-7", Role::Agent, &[]));
+        let second = encoded(&principal("manager-1", Role::Manager, &[]));
+        assert!(first.shares_text_with(&second));
+        let Push::Ticket(update) = &pending else {
+            unreachable!()
+        };
+        assert_eq!(first.decode().unwrap(), update.after);
+        // On the wire the ticket is the summary's own JSON object, as before it was shared.
+        let message = route(
+            &principal("agent-7", Role::Agent, &[]),
+            AgentScope::All,
+            &pending,
+            subs.iter(),
+        )
+        .remove(0);
+        let wire: serde_json::Value = serde_json::from_str(&message.to_json()).unwrap();
+        assert_eq!(wire["ticket"], serde_json::to_value(&update.after).unwrap());
+        assert_eq!(
+            serde_json::from_str::<ServerMessage>(&message.to_json()).unwrap(),
+            message
         );
     }
 

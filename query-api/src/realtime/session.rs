@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 use helpdesk_domain::Principal;
 use helpdesk_domain::access::{self, AgentScope};
 use helpdesk_domain::actor::Role;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 
 use super::Inner;
 use super::presence::{PresenceChange, PresenceState};
@@ -23,6 +26,8 @@ use crate::tickets::events;
 const MAX_SUBSCRIPTIONS: usize = 100;
 /// The longest subscription id.
 const MAX_ID_CHARS: usize = 100;
+/// Most pushes taken from the feed at one wake-up.
+const PUSHES_PER_WAKE: usize = 64;
 
 /// What the feed has for the client next.
 pub(super) enum Next {
@@ -82,12 +87,17 @@ impl Session {
         tokio::select! {
             push = self.pushes.recv() => match push {
                 Ok(push) => {
-                    self.cursor = push.cursor();
-                    if let Push::Ticket(update) = push.as_ref() {
-                        self.track_sight(update);
+                    let mut messages = self.take(&push);
+                    // The feed broadcasts a burst as fast as it reads it: take what else is
+                    // there now, so that the burst costs one wake-up and one write.
+                    for _ in 1..PUSHES_PER_WAKE {
+                        match self.pushes.try_recv() {
+                            Ok(push) => messages.extend(self.take(&push)),
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                            Err(TryRecvError::Lagged(_)) => return Next::Behind,
+                        }
                     }
-                    let subscriptions = self.subscriptions.iter();
-                    Next::Send(route(&self.principal, self.scope, &push, subscriptions))
+                    Next::Send(messages)
                 }
                 Err(RecvError::Lagged(_) | RecvError::Closed) => Next::Behind,
             },
@@ -98,6 +108,15 @@ impl Session {
                 Err(RecvError::Closed) => Next::Send(Vec::new()),
             },
         }
+    }
+
+    /// The messages of one live push, moving the session's position past it.
+    fn take(&mut self, push: &Push) -> Vec<ServerMessage> {
+        self.cursor = push.cursor();
+        if let Push::Ticket(update) = push {
+            self.track_sight(update);
+        }
+        route(&self.principal, self.scope, push, self.subscriptions.iter())
     }
 
     /// Handles one WebSocket text frame; returns what to answer.

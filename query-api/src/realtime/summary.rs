@@ -1,13 +1,16 @@
 //! What a push carries: the ticket's summary after a ticket event, an SLA event with the
 //! ticket it concerns, and the filters that decide which subscriptions a push touches.
 
+use std::sync::{Arc, OnceLock};
+
 use chrono::{DateTime, Utc};
 use helpdesk_domain::Principal;
 use helpdesk_domain::access::{self, AgentScope, TicketFacts};
 use helpdesk_domain::sla::SlaEvent;
 use helpdesk_domain::ticket::{Channel, Priority, Requester, Status, TicketEvent, Visibility};
 use helpdesk_schemas::EventEnvelope;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::tickets::events::StoredEvent;
@@ -96,6 +99,61 @@ impl TicketSummary {
     }
 }
 
+/// A ticket summary as JSON text, encoded once and shared: one push reaches every session
+/// with the same summary, so the feed serializes it once rather than once per client.
+#[derive(Clone)]
+pub struct EncodedSummary(Arc<Box<RawValue>>);
+
+impl EncodedSummary {
+    /// `summary` as JSON.
+    pub fn of(summary: &TicketSummary) -> EncodedSummary {
+        // A summary has only string keys and plain values: it always serializes.
+        let json = serde_json::value::to_raw_value(summary).unwrap_or_default();
+        EncodedSummary(Arc::new(json))
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The summary it encodes.
+    pub fn decode(&self) -> serde_json::Result<TicketSummary> {
+        serde_json::from_str(self.json())
+    }
+
+    /// Whether both are the same encoding (not merely equal text).
+    pub fn shares_text_with(&self, other: &EncodedSummary) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for EncodedSummary {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.json())
+    }
+}
+
+impl PartialEq for EncodedSummary {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Serialize for EncodedSummary {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EncodedSummary {
+    /// Reads a summary and encodes it again (a raw value cannot be taken from inside a tagged
+    /// message, which serde buffers first).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TicketSummary::deserialize(deserializer).map(|summary| EncodedSummary::of(&summary))
+    }
+}
+
 /// One event as the real-time feed delivers it: the ticket before and after.
 #[derive(Debug, Clone)]
 pub struct Update {
@@ -110,6 +168,8 @@ pub struct Update {
     /// The ticket before the event (`None` for `TicketOpened`).
     pub before: Option<TicketSummary>,
     pub after: TicketSummary,
+    /// `after` as JSON, once some session needed it.
+    pub encoded: OnceLock<EncodedSummary>,
 }
 
 impl Update {
@@ -131,7 +191,16 @@ impl Update {
             ),
             before,
             after,
+            encoded: OnceLock::new(),
         })
+    }
+
+    /// The summary after the event, as JSON: encoded by the first session that sends it, and
+    /// shared by the rest.
+    pub fn encoded_after(&self) -> EncodedSummary {
+        self.encoded
+            .get_or_init(|| EncodedSummary::of(&self.after))
+            .clone()
     }
 }
 
