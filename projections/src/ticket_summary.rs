@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use helpdesk_domain::ticket::{TicketEvent, TicketOpened};
 use helpdesk_schemas::EventEnvelope;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::{Applied, Projection, ProjectionError};
 
@@ -40,17 +40,29 @@ impl Projection for TicketSummary {
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
-        if envelope.aggregate_type != "Ticket" {
-            return Ok(Applied::Duplicate);
+        let mut connection = self.pool.acquire().await?;
+        apply(&mut connection, envelope).await
+    }
+
+    /// Applies a lane's batch through one connection: one acquisition (and one check of the
+    /// connection when it goes back to the pool, a round trip with sqlx) for the batch rather
+    /// than one per event.
+    async fn apply_batch(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Vec<Result<Applied, ProjectionError>> {
+        let mut connection = match self.pool.acquire().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                let error = ProjectionError::from(error);
+                return envelopes.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            outcomes.push(apply(&mut connection, envelope).await);
         }
-        let event = envelope
-            .ticket_event()
-            .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
-        // Each event is one statement, so it needs no transaction of its own.
-        match event {
-            TicketEvent::TicketOpened(opened) => insert(&self.pool, envelope, opened).await,
-            other => update(&self.pool, envelope, other).await,
-        }
+        outcomes
     }
 
     async fn reset(&self) -> Result<(), ProjectionError> {
@@ -62,8 +74,25 @@ impl Projection for TicketSummary {
     }
 }
 
+/// Applies one event; each event is one statement, so it needs no transaction of its own.
+async fn apply(
+    connection: &mut PgConnection,
+    envelope: &EventEnvelope,
+) -> Result<Applied, ProjectionError> {
+    if envelope.aggregate_type != "Ticket" {
+        return Ok(Applied::Duplicate);
+    }
+    let event = envelope
+        .ticket_event()
+        .map_err(|e| ProjectionError::Permanent(format!("unreadable payload: {e}")))?;
+    match event {
+        TicketEvent::TicketOpened(opened) => insert(connection, envelope, opened).await,
+        other => update(connection, envelope, other).await,
+    }
+}
+
 async fn insert(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     envelope: &EventEnvelope,
     opened: TicketOpened,
 ) -> Result<Applied, ProjectionError> {
@@ -89,7 +118,7 @@ async fn insert(
     .bind(envelope.recorded_at)
     .bind(envelope.sequence)
     .bind(envelope.global_position)
-    .execute(pool)
+    .execute(&mut *connection)
     .await?;
     Ok(if inserted.rows_affected() == 1 {
         Applied::Applied
@@ -102,7 +131,7 @@ async fn insert(
 /// when `envelope` is the ticket's next event. Otherwise the row's sequence, read afterwards,
 /// tells a redelivery (nothing to do) from a gap.
 async fn update(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     envelope: &EventEnvelope,
     event: TicketEvent,
 ) -> Result<Applied, ProjectionError> {
@@ -122,13 +151,13 @@ async fn update(
         Change::Tags(added, removed) => query.bind(added).bind(removed),
         Change::None => query,
     };
-    if query.execute(pool).await?.rows_affected() == 1 {
+    if query.execute(&mut *connection).await?.rows_affected() == 1 {
         return Ok(Applied::Applied);
     }
     let last: Option<i64> =
         sqlx::query_scalar("SELECT last_sequence FROM ticket_summary WHERE ticket_id = $1")
             .bind(&envelope.aggregate_id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *connection)
             .await?;
     let last = last.unwrap_or(0);
     if envelope.sequence <= last {

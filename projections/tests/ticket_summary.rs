@@ -93,6 +93,78 @@ async fn duplicated_and_reordered_events_leave_the_same_model_as_one_ordered_pas
     assert_eq!(harness.summary().await, ordered);
 }
 
+#[tokio::test]
+async fn a_batch_answers_for_each_event_as_one_apply_after_another_would() {
+    let harness = Harness::start().await;
+    let mut tickets = Vec::new();
+    for n in 0..3 {
+        tickets.push(harness.worked_ticket(n).await);
+    }
+    let envelopes = harness.committed_envelopes().await;
+    let projection = TicketSummary::new(harness.pool.clone());
+    for envelope in &envelopes {
+        assert_eq!(projection.apply(envelope).await.unwrap(), Applied::Applied);
+    }
+    let ordered = harness.summary().await;
+    projection.reset().await.unwrap();
+
+    let of = |ticket: usize, sequence: i64| {
+        envelopes
+            .iter()
+            .find(|e| e.aggregate_id == tickets[ticket] && e.sequence == sequence)
+            .unwrap()
+            .clone()
+    };
+    let mut unreadable = of(2, 1);
+    unreadable.payload = serde_json::json!({"TicketOpened": {"subject": 7}});
+    let batch = vec![
+        of(0, 1),
+        of(0, 2),
+        of(1, 1),
+        of(1, 3), // ahead of its event 2
+        of(0, 2), // again
+        unreadable,
+        of(1, 2),
+    ];
+    let outcomes = projection.apply_batch(&batch).await;
+    assert_eq!(outcomes.len(), batch.len());
+    assert_eq!(outcomes[0], Ok(Applied::Applied));
+    assert_eq!(outcomes[1], Ok(Applied::Applied));
+    assert_eq!(outcomes[2], Ok(Applied::Applied));
+    assert_eq!(
+        outcomes[3],
+        Err(ProjectionError::Gap {
+            expected: 2,
+            got: 3
+        })
+    );
+    assert_eq!(outcomes[4], Ok(Applied::Duplicate));
+    assert!(
+        matches!(&outcomes[5], Err(ProjectionError::Permanent(_))),
+        "{:?}",
+        outcomes[5]
+    );
+    assert_eq!(outcomes[6], Ok(Applied::Applied));
+
+    // The rest in one batch, in order, gives the model of one ordered pass.
+    let applied: Vec<(String, i64)> = batch[..3]
+        .iter()
+        .chain(std::iter::once(&batch[6]))
+        .map(|e| (e.aggregate_id.clone(), e.sequence))
+        .collect();
+    let rest: Vec<EventEnvelope> = envelopes
+        .iter()
+        .filter(|e| !applied.contains(&(e.aggregate_id.clone(), e.sequence)))
+        .cloned()
+        .collect();
+    let outcomes = projection.apply_batch(&rest).await;
+    assert!(
+        outcomes.iter().all(|o| *o == Ok(Applied::Applied)),
+        "{outcomes:?}"
+    );
+    assert_eq!(harness.summary().await, ordered);
+}
+
 /// A projection that keeps failing for one ticket until it is "fixed".
 struct Flaky {
     inner: TicketSummary,
