@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::extract::{IfMatch, RequestContext};
 use crate::state::AppState;
 use crate::state::TicketStore;
-use crate::store::appending;
+use crate::store::{appending, on_one_connection, release_connection};
 
 /// Where a successful command left the ticket.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +59,8 @@ pub async fn execute(
     context: &RequestContext,
 ) -> Result<Written, ApiError> {
     let name = command.name();
-    let result = run(state, ticket_id, if_match, command, principal, context).await;
+    let result =
+        on_one_connection(run(state, ticket_id, if_match, command, principal, context)).await;
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(ApiError::Internal(_)) => "error",
@@ -93,6 +94,8 @@ async fn run(
         }
         authorize(state, principal, &command, &loaded.aggregate)?;
         if !creates && !if_match.matches(current) {
+            // Reading the changes takes a connection of its own: do not hold two.
+            release_connection();
             return Err(ApiError::PreconditionFailed {
                 current_version: current,
                 changes: missed_changes(state, principal, ticket_id, if_match, current).await?,

@@ -7,7 +7,11 @@
 mod support;
 
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
-use helpdesk_command_api::store::{TicketRepository, appending};
+use std::time::Duration;
+
+use helpdesk_command_api::store::{
+    TicketRepository, appending, on_one_connection, release_connection,
+};
 use helpdesk_domain::ticket::Ticket;
 use serde_json::json;
 use support::TestApp;
@@ -75,4 +79,53 @@ async fn several_events_append_in_order_chained_and_the_last_position_is_returne
         "{conflict:?}"
     );
     assert_eq!(app.event_count().await, 4);
+}
+
+#[tokio::test]
+async fn a_commands_load_and_append_share_one_connection_until_it_ends_or_lets_go() {
+    let app = TestApp::spawn().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with((*app.pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let repository = TicketRepository::new(pool.clone());
+    let ticket = "7a3c1d52-0000-4000-8000-000000000002";
+    let opened = [event(ticket, 1, "TicketOpened", json!({"subject": "one"}))];
+    on_one_connection(async {
+        assert!(
+            repository
+                .get_events::<Ticket>(ticket)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let other = pool.acquire().await.unwrap();
+        assert!(
+            pool.try_acquire().is_none(),
+            "the load's connection stays with the command"
+        );
+        // The append goes through that connection: it needs no third one.
+        let (persisted, position) = appending(repository.persist::<Ticket>(&opened, None)).await;
+        persisted.unwrap();
+        assert!(position.is_some());
+        let events = repository.get_events::<Ticket>(ticket).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_type, "TicketOpened");
+        assert_eq!(events[0].payload, json!({"subject": "one"}));
+        assert_eq!(events[0].metadata, json!({"actor_id": "agent-1"}));
+        drop(other);
+
+        // Letting go returns it to the pool at once.
+        release_connection();
+        let first = pool.acquire().await.unwrap();
+        let second = pool.acquire().await.unwrap();
+        drop((first, second));
+    })
+    .await;
+    // After the scope both connections are the pool's again.
+    let first = pool.acquire().await.unwrap();
+    let second = pool.acquire().await.unwrap();
+    drop((first, second));
 }
