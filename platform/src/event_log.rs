@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use helpdesk_schemas::EventEnvelope;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 /// A position in commit-safe order: `(tx_id, global_position)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -47,12 +47,16 @@ struct Row {
 /// `payload` and `metadata` are `json` columns and are read as stored: sqlx parses `json` as
 /// it parses `jsonb`, and a `::jsonb` cast would make Postgres parse and re-print every
 /// document (about 3.6 µs of server time per event, four fifths of its share of a replay).
-pub async fn next_batch(pool: &PgPool, after: Cursor, limit: i64) -> sqlx::Result<Vec<Pending>> {
+pub async fn next_batch<'e>(
+    executor: impl PgExecutor<'e>,
+    after: Cursor,
+    limit: i64,
+) -> sqlx::Result<Vec<Pending>> {
     let rows: Vec<Row> = read_after(
         "tx_id::text::bigint AS tx, global_position, aggregate_type, aggregate_id, sequence, \
          event_type, event_version, payload, metadata, event_id, recorded_at, \
          encode(hash, 'hex') AS hash",
-        pool,
+        executor,
         after,
         limit,
     )
@@ -160,9 +164,9 @@ pub async fn replay_aggregates(
 }
 
 /// `columns` of up to `limit` committed events after `after`, in commit-safe order.
-async fn read_after<T>(
+async fn read_after<'e, T>(
     columns: &str,
-    pool: &PgPool,
+    executor: impl PgExecutor<'e>,
     after: Cursor,
     limit: i64,
 ) -> sqlx::Result<Vec<T>>
@@ -181,7 +185,7 @@ where
         .bind(after.tx_id.to_string())
         .bind(after.position)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await
 }
 
@@ -235,12 +239,15 @@ fn metadata_map(metadata: serde_json::Value) -> BTreeMap<String, String> {
 }
 
 /// The stored cursor of relay `name`, or the start.
-pub async fn load_checkpoint(pool: &PgPool, name: &str) -> sqlx::Result<Cursor> {
+pub async fn load_checkpoint<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+) -> sqlx::Result<Cursor> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT tx_id::text::bigint, global_position FROM relay_checkpoint WHERE name = $1",
     )
     .bind(name)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     Ok(
         row.map_or_else(Cursor::default, |(tx_id, position)| Cursor {
@@ -251,7 +258,11 @@ pub async fn load_checkpoint(pool: &PgPool, name: &str) -> sqlx::Result<Cursor> 
 }
 
 /// Moves relay `name`'s cursor forward to `to` (never backward, whoever else writes it).
-pub async fn save_checkpoint(pool: &PgPool, name: &str, to: Cursor) -> sqlx::Result<()> {
+pub async fn save_checkpoint<'e>(
+    executor: impl PgExecutor<'e>,
+    name: &str,
+    to: Cursor,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO relay_checkpoint (name, tx_id, global_position) \
          VALUES ($1, $2::text::xid8, $3) \
@@ -264,21 +275,21 @@ pub async fn save_checkpoint(pool: &PgPool, name: &str, to: Cursor) -> sqlx::Res
     .bind(name)
     .bind(to.tx_id.to_string())
     .bind(to.position)
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(())
 }
 
 /// Whether any event was committed after `after`, readable by [`next_batch`] yet or not: one
 /// probe of the `(tx_id, global_position)` index.
-pub async fn any_after(pool: &PgPool, after: Cursor) -> sqlx::Result<bool> {
+pub async fn any_after<'e>(executor: impl PgExecutor<'e>, after: Cursor) -> sqlx::Result<bool> {
     let found: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
           ORDER BY tx_id, global_position LIMIT 1",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     Ok(found.is_some())
 }

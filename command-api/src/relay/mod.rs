@@ -33,14 +33,14 @@ const LEADER_LOCK_BASE: i64 = 0x6865_6c70_6465_736b; // "helpdesk"
 const LAG_EVERY: Duration = Duration::from_secs(1);
 /// The first look again after a read found committed events held back by an older
 /// transaction; each further one waits twice as long, up to `HELD_BACK_LAST_RETRY` (or the
-/// poll interval when that is shorter): three small queries 20 times a second while a long
+/// poll interval when that is shorter): two small queries 20 times a second while a long
 /// transaction lasts, and its events out at most 50 ms after it ends.
 const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(2);
 const HELD_BACK_LAST_RETRY: Duration = Duration::from_millis(50);
 /// The shortest time from the start of one round to the start of the next. Woken by every
 /// commit, a relay that keeps up would otherwise read, publish and checkpoint one or two
-/// events at a time, five round trips each; waiting out the rest of this gathers what commits
-/// meanwhile into one batch, for at most this much more latency.
+/// events at a time, three or four round trips each; waiting out the rest of this gathers
+/// what commits meanwhile into one batch, for at most this much more latency.
 const MIN_ROUND: Duration = Duration::from_millis(5);
 /// Pause after a failure before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -133,22 +133,24 @@ impl Relay {
     async fn lead(&self, lock: &mut PgConnection) -> Result<(), RelayError> {
         self.ensure_stream().await?;
         let checkpoint = format!("jetstream:{}", self.settings.prefix);
-        let mut cursor = batch::load_checkpoint(&self.pool, &checkpoint).await?;
+        let mut cursor = batch::load_checkpoint(&mut *lock, &checkpoint).await?;
         let mut lag_measured = Instant::now();
         let mut held_back_retry: Option<Duration> = None;
         let mut round_started = Instant::now();
         loop {
             tokio::time::sleep_until((round_started + MIN_ROUND).into()).await;
             round_started = Instant::now();
-            // Still the leader? The lock dies with its connection.
-            sqlx::query("SELECT 1").execute(&mut *lock).await?;
-            let pending = batch::next_batch(&self.pool, cursor, self.settings.batch_size).await?;
+            // Every query of a round goes through the lock's own connection: no pool
+            // acquisition (and no round trip testing the connection when it goes back), and
+            // a read that succeeds is also the proof of leadership, the lock dying with its
+            // connection.
+            let pending = batch::next_batch(&mut *lock, cursor, self.settings.batch_size).await?;
             let Some(last) = pending.last().map(|p| p.cursor) else {
                 // Committed events that the read did not return wait behind an older
                 // transaction still running; its commit wakes nobody, so look again soon
                 // (sooner than the poll, backing off while it lasts). Asked with one index
                 // probe: a relay that keeps up asks after most of its reads.
-                let held_back = match batch::any_after(&self.pool, cursor).await {
+                let held_back = match batch::any_after(&mut *lock, cursor).await {
                     Ok(held_back) => held_back,
                     Err(error) => {
                         tracing::debug!(%error, "could not look for held-back events");
@@ -171,7 +173,7 @@ impl Relay {
             };
             held_back_retry = None;
             self.publish(&pending).await?;
-            batch::save_checkpoint(&self.pool, &checkpoint, last).await?;
+            batch::save_checkpoint(&mut *lock, &checkpoint, last).await?;
             cursor = last;
             self.metrics
                 .relay_published(pending.len() as u64, last.position);
