@@ -47,7 +47,18 @@ async fn every_command_event_is_published_once_with_its_envelope_subject_and_msg
     for id in &tickets {
         assert_eq!(per_ticket[id], [1, 2, 3], "ticket {id} arrives in order");
     }
-    let metrics = app.metrics().await;
+    // The relay counts a batch after its checkpoint, which follows the acks: the messages
+    // can be read a moment before the count moves.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = app.metrics().await;
+        if metrics.contains("helpdesk_relay_published_events_total 9")
+            || tokio::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains("helpdesk_relay_published_events_total 9"),
         "{metrics}"
