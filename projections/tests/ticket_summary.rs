@@ -59,11 +59,20 @@ async fn the_summary_follows_commands_through_relay_and_consumer() {
     harness.delete_streams().await;
 }
 
-#[tokio::test]
-async fn duplicated_and_reordered_events_leave_the_same_model_as_one_ordered_pass() {
-    let harness = Harness::start().await;
-    for n in 0..8 {
-        harness.worked_ticket(n).await;
+/// `count` worked tickets applied in order, one event at a time: their ids, their events,
+/// the projection (reset again afterwards) and the model that one ordered pass leaves.
+async fn ordered_pass(
+    harness: &Harness,
+    count: usize,
+) -> (
+    Vec<String>,
+    Vec<EventEnvelope>,
+    TicketSummary,
+    Vec<serde_json::Value>,
+) {
+    let mut tickets = Vec::new();
+    for n in 0..count {
+        tickets.push(harness.worked_ticket(n).await);
     }
     let envelopes = harness.committed_envelopes().await;
     let projection = TicketSummary::new(harness.pool.clone());
@@ -71,8 +80,14 @@ async fn duplicated_and_reordered_events_leave_the_same_model_as_one_ordered_pas
         assert_eq!(projection.apply(envelope).await.unwrap(), Applied::Applied);
     }
     let ordered = harness.summary().await;
-
     projection.reset().await.unwrap();
+    (tickets, envelopes, projection, ordered)
+}
+
+#[tokio::test]
+async fn duplicated_and_reordered_events_leave_the_same_model_as_one_ordered_pass() {
+    let harness = Harness::start().await;
+    let (_, envelopes, projection, ordered) = ordered_pass(&harness, 8).await;
     // Every event twice, newest first: gaps are refused and retried in later rounds, exactly
     // as the runtime's delayed redelivery does.
     let mut pending: Vec<&EventEnvelope> = envelopes.iter().chain(envelopes.iter()).rev().collect();
@@ -96,18 +111,7 @@ async fn duplicated_and_reordered_events_leave_the_same_model_as_one_ordered_pas
 #[tokio::test]
 async fn a_batch_answers_for_each_event_as_one_apply_after_another_would() {
     let harness = Harness::start().await;
-    let mut tickets = Vec::new();
-    for n in 0..3 {
-        tickets.push(harness.worked_ticket(n).await);
-    }
-    let envelopes = harness.committed_envelopes().await;
-    let projection = TicketSummary::new(harness.pool.clone());
-    for envelope in &envelopes {
-        assert_eq!(projection.apply(envelope).await.unwrap(), Applied::Applied);
-    }
-    let ordered = harness.summary().await;
-    projection.reset().await.unwrap();
-
+    let (tickets, envelopes, projection, ordered) = ordered_pass(&harness, 3).await;
     let of = |ticket: usize, sequence: i64| {
         envelopes
             .iter()
