@@ -118,11 +118,13 @@ impl EncodedSummary {
     }
 
     /// The summary it encodes.
+    #[cfg(test)]
     pub fn decode(&self) -> serde_json::Result<TicketSummary> {
         serde_json::from_str(self.json())
     }
 
     /// Whether both are the same encoding (not merely equal text).
+    #[cfg(test)]
     pub fn shares_text_with(&self, other: &EncodedSummary) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -168,8 +170,9 @@ pub struct Update {
     /// The ticket before the event (`None` for `TicketOpened`).
     pub before: Option<TicketSummary>,
     pub after: TicketSummary,
-    /// `after` as JSON, once some session needed it.
-    pub encoded: OnceLock<EncodedSummary>,
+    /// `after` as JSON, once some session needed it (see [`Update::encoded_after`]); `after`
+    /// must not change once it is set.
+    pub(super) encoded: OnceLock<EncodedSummary>,
 }
 
 impl Update {
