@@ -653,6 +653,72 @@ async fn a_lane_batch_is_applied_together_and_a_redelivery_inside_one_falls_back
     assert_every_ticket_measured_once(&harness.pool, 3).await;
 }
 
+#[tokio::test]
+async fn a_lane_batch_with_the_projections_own_sla_events_among_its_ticket_events_is_one_transaction()
+ {
+    // Given three tickets opened, answered and solved under a policy, and the first one's
+    // events already applied, so that its SLA events are in the store
+    let harness = Harness::start().await;
+    let tickets: Vec<_> = answered_and_solved_tickets(&harness, 3)
+        .await
+        .into_iter()
+        .filter(|envelope| envelope.aggregate_type == "Ticket")
+        .collect();
+    let projection = SlaProjection::new(harness.pool.clone());
+    let first = projection.apply_batch(&tickets[..3]).await;
+    assert!(
+        first.iter().all(|o| o == &Ok(Applied::Applied)),
+        "{first:?}"
+    );
+    let sla_events: Vec<_> = harness
+        .committed_envelopes()
+        .await
+        .into_iter()
+        .filter(|envelope| envelope.aggregate_type == sla::store::AGGREGATE_TYPE)
+        .collect();
+    assert_eq!(sla_events.len(), 4);
+
+    // When the other two tickets' events arrive in one lane batch with those SLA events
+    // between them, as the stream brings the projection's own events back
+    let mut batch = Vec::new();
+    for (i, ticket_event) in tickets[3..].iter().enumerate() {
+        batch.push(ticket_event.clone());
+        if let Some(sla_event) = sla_events.get(i) {
+            batch.push(sla_event.clone());
+        }
+    }
+    let outcomes: Vec<Applied> = projection
+        .apply_batch(&batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    // Then the ticket events are applied and the SLA events ignored, in the batch's order
+    let expected: Vec<Applied> = batch
+        .iter()
+        .map(|e| match e.aggregate_type.as_str() {
+            "Ticket" => Applied::Applied,
+            _ => Applied::Duplicate,
+        })
+        .collect();
+    assert_eq!(outcomes, expected);
+    // and the two tickets' SLA events were decided in one transaction
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT tx_id::text) FROM events \
+          WHERE aggregate_type = 'TicketSla' AND aggregate_id = ANY($1)",
+    )
+    .bind([
+        tickets[3].aggregate_id.clone(),
+        tickets[6].aggregate_id.clone(),
+    ])
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(transactions, 1);
+    assert_every_ticket_measured_once(&harness.pool, 3).await;
+}
+
 /// Backends of the test's database holding a transaction id.
 async fn holding_an_id(pool: &PgPool) -> i64 {
     sqlx::query_scalar(

@@ -66,7 +66,7 @@ impl SlaProjection {
     /// run's events one by one, so that each gets its own outcome.
     async fn apply_ticket_events(
         &self,
-        envelopes: &[EventEnvelope],
+        envelopes: &[&EventEnvelope],
     ) -> Result<Applied, ProjectionError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<&str> = envelopes.iter().map(|e| e.aggregate_id.as_str()).collect();
@@ -84,7 +84,7 @@ impl SlaProjection {
         }
         let mut events = store::SlaEvents::default();
         let mut tally = Tally::default();
-        for envelope in envelopes {
+        for &envelope in envelopes {
             if decide(envelope, &mut tickets, &policies, &mut events, &mut tally)?
                 == Applied::Duplicate
             {
@@ -164,7 +164,45 @@ fn decide(
     Ok(Applied::Applied)
 }
 
+/// Whether `envelope` belongs in a run of ticket events: a ticket event, or one of the
+/// projection's own SLA events, which it ignores.
+fn in_ticket_run(envelope: &EventEnvelope) -> bool {
+    matches!(
+        envelope.aggregate_type.as_str(),
+        "Ticket" | store::AGGREGATE_TYPE
+    )
+}
+
 impl SlaProjection {
+    /// Applies a run of ticket and SLA events ([`in_ticket_run`]): the ticket events in one
+    /// transaction when there are several and all of them are their ticket's next, else one
+    /// by one, each with its own outcome; the SLA events are `Duplicate` (nothing to do).
+    async fn apply_run(&self, run: &[EventEnvelope]) -> Vec<Result<Applied, ProjectionError>> {
+        let tickets: Vec<&EventEnvelope> = run
+            .iter()
+            .filter(|e| e.aggregate_type == "Ticket")
+            .collect();
+        if tickets.len() > 1
+            && matches!(
+                self.apply_ticket_events(&tickets).await,
+                Ok(Applied::Applied)
+            )
+        {
+            return run
+                .iter()
+                .map(|e| match e.aggregate_type.as_str() {
+                    "Ticket" => Ok(Applied::Applied),
+                    _ => Ok(Applied::Duplicate),
+                })
+                .collect();
+        }
+        let mut outcomes = Vec::with_capacity(run.len());
+        for envelope in run {
+            outcomes.push(self.apply(envelope).await);
+        }
+        outcomes
+    }
+
     /// Brings every known ticket in line with the policies after `envelope` changed one.
     ///
     /// The states are scanned without locks, a batch at a time, and the engine is asked on a
@@ -261,32 +299,36 @@ impl Projection for SlaProjection {
         &self.name
     }
 
+    /// A lane's batch is applied in runs: each stretch of ticket events — with the
+    /// projection's own SLA events among them, which the stream brings back into the same
+    /// lanes (they share the ticket's id) and which it ignores — is decided in one
+    /// transaction; a policy event is applied on its own, in its place.
     async fn apply_batch(
         &self,
         envelopes: &[EventEnvelope],
     ) -> Vec<Result<Applied, ProjectionError>> {
-        if envelopes.len() > 1
-            && envelopes.iter().all(|e| e.aggregate_type == "Ticket")
-            && matches!(
-                self.apply_ticket_events(envelopes).await,
-                Ok(Applied::Applied)
-            )
-        {
-            return envelopes.iter().map(|_| Ok(Applied::Applied)).collect();
-        }
         let mut outcomes = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            outcomes.push(self.apply(envelope).await);
+        let mut rest = envelopes;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .position(|e| !in_ticket_run(e))
+                .unwrap_or(rest.len());
+            if run == 0 {
+                outcomes.push(self.apply(first).await);
+                rest = &rest[1..];
+            } else {
+                let (run, after) = rest.split_at(run);
+                outcomes.extend(self.apply_run(run).await);
+                rest = after;
+            }
         }
         outcomes
     }
 
     async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
         match envelope.aggregate_type.as_str() {
-            "Ticket" => {
-                self.apply_ticket_events(std::slice::from_ref(envelope))
-                    .await
-            }
+            "Ticket" => self.apply_ticket_events(&[envelope]).await,
             "SlaPolicy" => {
                 self.policies.forget().await;
                 self.reapply_policies(envelope).await
