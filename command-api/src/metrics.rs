@@ -5,6 +5,7 @@
 //! Each app owns its registry (no global recorder), so tests can run many apps in one process.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -69,6 +70,8 @@ pub struct Metrics {
     realtime_dropped: Gauge,
     realtime_position: Gauge,
     realtime_lag: Gauge,
+    realtime_summary_reads: Gauge,
+    realtime_summary_read_seconds: Gauge<f64, AtomicU64>,
     http_in_flight: Gauge,
     http_turned_away: Gauge,
 }
@@ -159,6 +162,19 @@ impl Metrics {
              (read at scrape time; -1 when the stream could not be read)",
             realtime_lag.clone(),
         );
+        let realtime_summary_reads = Gauge::default();
+        let realtime_summary_read_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "realtime_summary_reads",
+            "Tickets the real-time feed read from the store since start-up because its summary \
+             cache (HELPDESK_REALTIME_SUMMARY_CACHE) did not hold them",
+            realtime_summary_reads.clone(),
+        );
+        registry.register(
+            "realtime_summary_read_seconds",
+            "Time the real-time feed spent on those reads since start-up",
+            realtime_summary_read_seconds.clone(),
+        );
         let http_in_flight = Gauge::default();
         let http_turned_away = Gauge::default();
         registry.register(
@@ -180,6 +196,8 @@ impl Metrics {
             realtime_dropped,
             realtime_position,
             realtime_lag,
+            realtime_summary_reads,
+            realtime_summary_read_seconds,
             projection_position,
             projection_pending,
             projection_dead_letters,
@@ -246,6 +264,9 @@ impl Metrics {
         self.realtime_dropped.set(count(stats.dropped));
         self.realtime_position.set(count(cursor));
         self.realtime_lag.set(lag.map_or(-1, count));
+        self.realtime_summary_reads.set(count(stats.summary_reads));
+        self.realtime_summary_read_seconds
+            .set(stats.summary_read_seconds);
     }
 
     /// Records the admission bound's state (at scrape time).

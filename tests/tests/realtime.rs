@@ -426,6 +426,54 @@ async fn the_lag_gauge_shows_a_feed_held_up_by_an_event_and_zero_once_past_it() 
 }
 
 #[tokio::test]
+async fn a_ticket_the_summary_cache_let_go_is_read_once_then_folded_from_the_cache_again() {
+    let (product, _) = product_with(&[("HELPDESK_REALTIME_SUMMARY_CACHE", "1")]).await;
+    let agent = Caller::new(&product, "agent", "agent-7").await;
+    let mut ws = WsClient::connect(&product.url, &agent.token).await;
+    ws.subscribe(json!({"id": "all", "queue": {}})).await;
+    let first = agent.open("cust-1", "Evicted").await;
+    agent.tag(&first, "printer").await;
+    // A second ticket takes the cache's one place.
+    let second = agent.open("cust-2", "Newer").await;
+    let reads = |text: &str| metric(text, "helpdesk_realtime_summary_reads");
+    let seen = updates(&mut ws, 3).await;
+    assert_eq!(key(&seen[2]), (second, 1, "TicketOpened".into()));
+    assert_eq!(reads(&metrics_text(&product).await), 0);
+
+    agent.priority(&first, "high").await;
+    let pushed = ws.next_of("update").await;
+    let summary = &pushed["ticket"];
+    assert_eq!(
+        (&summary["id"], &summary["version"], &summary["subject"]),
+        (&json!(first), &json!(3), &json!("Evicted"))
+    );
+    assert_eq!(
+        (&summary["tags"], &summary["priority"]),
+        (&json!(["printer"]), &json!("high"))
+    );
+    assert_eq!(
+        reads(&metrics_text(&product).await),
+        1,
+        "the evicted ticket is read once"
+    );
+
+    agent.status(&first, "open").await;
+    let pushed = ws.next_of("update").await;
+    assert_eq!(
+        (&pushed["ticket"]["version"], &pushed["ticket"]["status"]),
+        (&json!(4), &json!("open"))
+    );
+    let text = metrics_text(&product).await;
+    assert_eq!(
+        reads(&text),
+        1,
+        "the ticket read back is in the cache again"
+    );
+    assert!(text.contains("helpdesk_realtime_summary_read_seconds "));
+    product.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
     let (product, _) = product_with(&[
         ("HELPDESK_REALTIME_BUFFER", "16"),

@@ -14,13 +14,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
 use helpdesk_platform::nats::ensure_events_stream;
 use helpdesk_schemas::EventEnvelope;
-use sqlx::PgPool;
 
 use super::summary::{
     Push, SLA_AGGREGATE, SlaUpdate, TICKET_AGGREGATE, TicketSummary, Update, updates_of,
@@ -106,7 +105,7 @@ async fn follow(
                 continue;
             }
         };
-        match cache.push(&inner.pool, &envelope).await {
+        match cache.push(inner, &envelope).await {
             Ok(Some(push)) => inner.publish(push.at(cursor)),
             Ok(None) => inner.advance(cursor),
             Err(error) => {
@@ -154,12 +153,12 @@ impl SummaryCache {
     /// already folded, an aggregate the feed does not push, an SLA event it cannot read).
     async fn push(
         &mut self,
-        pool: &PgPool,
+        inner: &Inner,
         envelope: &EventEnvelope,
     ) -> Result<Option<Push>, QueryError> {
         match envelope.aggregate_type.as_str() {
-            TICKET_AGGREGATE => Ok(self.update(pool, envelope).await?.map(Push::Ticket)),
-            SLA_AGGREGATE => Ok(self.sla(pool, envelope).await?.map(Push::Sla)),
+            TICKET_AGGREGATE => Ok(self.update(inner, envelope).await?.map(Push::Ticket)),
+            SLA_AGGREGATE => Ok(self.sla(inner, envelope).await?.map(Push::Sla)),
             _ => Ok(None),
         }
     }
@@ -169,18 +168,13 @@ impl SummaryCache {
     /// ticket the feed has yet to deliver could be among those read.
     async fn sla(
         &self,
-        pool: &PgPool,
+        inner: &Inner,
         envelope: &EventEnvelope,
     ) -> Result<Option<SlaUpdate>, QueryError> {
         let ticket = match self.summaries.get(&envelope.aggregate_id) {
             Some(summary) => summary.clone(),
             None => {
-                let ids = [envelope.aggregate_id.clone()];
-                let history = events::load_many(pool, &ids, envelope.global_position - 1)
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                let Some(update) = updates_of(&history).pop() else {
+                let Some(summary) = read_before(inner, envelope).await? else {
                     tracing::warn!(
                         ticket = %envelope.aggregate_id,
                         event_type = %envelope.event_type,
@@ -188,7 +182,7 @@ impl SummaryCache {
                     );
                     return Ok(None);
                 };
-                update.after
+                summary
             }
         };
         match SlaUpdate::of(envelope, ticket) {
@@ -209,7 +203,7 @@ impl SummaryCache {
     /// The update of `envelope` (a ticket event); `None` for an event already folded.
     async fn update(
         &mut self,
-        pool: &PgPool,
+        inner: &Inner,
         envelope: &EventEnvelope,
     ) -> Result<Option<Update>, QueryError> {
         let event = StoredEvent::from_envelope(envelope).map_err(QueryError::internal)?;
@@ -218,14 +212,7 @@ impl SummaryCache {
             _ if event.sequence == 1 => None,
             Some(summary) if summary.version >= event.sequence => return Ok(None),
             Some(summary) if summary.version + 1 == event.sequence => Some(summary.clone()),
-            _ => {
-                let ids = [envelope.aggregate_id.clone()];
-                let history = events::load_many(pool, &ids, envelope.global_position - 1)
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                updates_of(&history).pop().map(|update| update.after)
-            }
+            _ => read_before(inner, envelope).await?,
         };
         let Some(update) = Update::of(before, &event) else {
             return Err(QueryError::internal(format!(
@@ -248,4 +235,18 @@ impl SummaryCache {
         }
         self.summaries.insert(summary.id.clone(), summary);
     }
+}
+
+/// The summary of `envelope`'s ticket as of the event before it, read from the store (`None`
+/// for a ticket the store does not hold); counted and timed in the feed's statistics.
+async fn read_before(
+    inner: &Inner,
+    envelope: &EventEnvelope,
+) -> Result<Option<TicketSummary>, QueryError> {
+    let started = Instant::now();
+    let ids = [envelope.aggregate_id.clone()];
+    let history = events::load_many(&inner.pool, &ids, envelope.global_position - 1).await;
+    inner.count_summary_read(started.elapsed());
+    let history = history?.pop().unwrap_or_default();
+    Ok(updates_of(&history).pop().map(|update| update.after))
 }

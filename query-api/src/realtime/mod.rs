@@ -92,6 +92,10 @@ pub(crate) struct Inner {
     connections: AtomicU64,
     open_sessions: AtomicU64,
     dropped: AtomicU64,
+    /// Tickets the feed read from the store because its summary cache did not hold them.
+    summary_reads: AtomicU64,
+    /// Time those reads took, in microseconds.
+    summary_read_micros: AtomicU64,
 }
 
 /// The cursor of the last broadcast push, changed together with the broadcast itself so that
@@ -125,6 +129,8 @@ impl Realtime {
             connections: AtomicU64::new(0),
             open_sessions: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            summary_reads: AtomicU64::new(0),
+            summary_read_micros: AtomicU64::new(0),
         });
         tokio::spawn(feed::run(inner.clone(), js, start));
         Ok(Realtime { inner })
@@ -158,17 +164,27 @@ impl Realtime {
         RealtimeStats {
             open: self.inner.open_sessions.load(Ordering::Relaxed),
             dropped: self.inner.dropped.load(Ordering::Relaxed),
+            summary_reads: self.inner.summary_reads.load(Ordering::Relaxed),
+            summary_read_seconds: Duration::from_micros(
+                self.inner.summary_read_micros.load(Ordering::Relaxed),
+            )
+            .as_secs_f64(),
         }
     }
 }
 
 /// Counters of the real-time service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RealtimeStats {
     /// Sessions (WebSocket or SSE) open now.
     pub open: u64,
     /// Sessions dropped because they did not keep up (told `resync`).
     pub dropped: u64,
+    /// Tickets the feed read from the store since start-up, because its summary cache did not
+    /// hold them (a ticket not changed since the cache evicted it, or an instance just started).
+    pub summary_reads: u64,
+    /// The time those reads took together.
+    pub summary_read_seconds: f64,
 }
 
 impl Inner {
@@ -197,6 +213,14 @@ impl Inner {
     fn join(&self) -> (u64, broadcast::Receiver<Arc<Push>>) {
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         (live.cursor, live.sender.subscribe())
+    }
+
+    /// Counts one summary read of the feed, which took `took`.
+    fn count_summary_read(&self, took: Duration) {
+        self.summary_reads.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.summary_read_micros
+            .fetch_add(micros, Ordering::Relaxed);
     }
 
     fn next_connection(&self) -> u64 {
