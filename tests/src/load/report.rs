@@ -1,6 +1,7 @@
 //! What one load run reports, as JSON (for `bench/perf.sh` and later comparison) and as
 //! Markdown tables (for a person).
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,73 @@ pub struct RunReport {
     /// Cores used during the run, per party.
     pub cpu: Cpu,
     pub cores: usize,
+    /// How far the server's pipeline was behind when the load stopped.
+    #[serde(default)]
+    pub backlog: Option<Backlog>,
+}
+
+/// The server's pipeline as the load stopped, from its `/metrics`: whether the read models
+/// kept up with the commands, or only the command path did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// Events each projection's consumer had not acknowledged, by projection.
+    pub projections: BTreeMap<String, i64>,
+    /// Events committed and not yet published by the relay.
+    pub relay: Option<i64>,
+    /// Messages of the events stream the real-time feed had not handled.
+    pub realtime: Option<i64>,
+    /// Tickets the real-time feed had read from the store since start-up (summary-cache misses).
+    pub summary_reads: Option<i64>,
+}
+
+impl Backlog {
+    /// The backlog in a Prometheus text exposition; `None` when it holds none of its metrics.
+    pub fn from_metrics(text: &str) -> Option<Backlog> {
+        let mut backlog = Backlog::default();
+        for line in text.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<i64>() else {
+                continue;
+            };
+            if let Some(labels) = name.strip_prefix("helpdesk_projection_pending_events{") {
+                let projection = labels
+                    .trim_start_matches("projection=\"")
+                    .trim_end_matches("\"}");
+                backlog.projections.insert(projection.to_owned(), value);
+            }
+            match name {
+                "helpdesk_relay_lag_events" => backlog.relay = Some(value),
+                "helpdesk_realtime_lag" => backlog.realtime = Some(value),
+                "helpdesk_realtime_summary_reads" => backlog.summary_reads = Some(value),
+                _ => {}
+            }
+        }
+        (backlog != Backlog::default()).then_some(backlog)
+    }
+
+    /// One sentence for the report.
+    fn sentence(&self) -> String {
+        let figure = |value: Option<i64>| value.map_or_else(|| "–".to_owned(), |v| v.to_string());
+        let projections: Vec<String> = self
+            .projections
+            .iter()
+            .map(|(name, pending)| format!("{name} {pending}"))
+            .collect();
+        format!(
+            "Behind when the load stopped: projections {} events; relay {} events; real-time \
+             feed {} messages ({} summary reads since start-up).",
+            if projections.is_empty() {
+                "–".to_owned()
+            } else {
+                projections.join(", ")
+            },
+            figure(self.relay),
+            figure(self.realtime),
+            figure(self.summary_reads)
+        )
+    }
 }
 
 /// `x.y` with one decimal, `–` for a figure that was not measured.
@@ -129,6 +197,10 @@ impl RunReport {
         }
         writeln!(out).ok();
         out.push_str(&self.observations_table());
+        if let Some(backlog) = &self.backlog {
+            writeln!(out).ok();
+            writeln!(out, "{}", backlog.sentence()).ok();
+        }
         writeln!(out).ok();
         out.push_str(&self.resources_table());
         out
@@ -252,5 +324,36 @@ impl RunReport {
         )
         .ok();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_read_from_the_servers_metrics() {
+        let text = "# HELP helpdesk_relay_lag_events Events committed after the relay checkpoint\n\
+                    helpdesk_relay_lag_events 7\n\
+                    helpdesk_projection_pending_events{projection=\"sla\"} 1200\n\
+                    helpdesk_projection_pending_events{projection=\"search\"} 3\n\
+                    helpdesk_realtime_lag 0\n\
+                    helpdesk_realtime_summary_reads 12\n\
+                    helpdesk_realtime_summary_read_seconds 0.25\n";
+        let backlog = Backlog::from_metrics(text).unwrap();
+        assert_eq!(
+            backlog.projections,
+            BTreeMap::from([("search".to_owned(), 3), ("sla".to_owned(), 1200)])
+        );
+        assert_eq!(
+            (backlog.relay, backlog.realtime, backlog.summary_reads),
+            (Some(7), Some(0), Some(12))
+        );
+        assert_eq!(
+            backlog.sentence(),
+            "Behind when the load stopped: projections search 3, sla 1200 events; relay 7 \
+             events; real-time feed 0 messages (12 summary reads since start-up)."
+        );
+        assert_eq!(Backlog::from_metrics("up 1\n"), None);
     }
 }

@@ -13,7 +13,7 @@ use super::driver::{Context, closed_loop, open_loop};
 use super::now_ns;
 use super::probe::Prober;
 use super::process::{RssSampler, Usage, Watched, nats_server_pid};
-use super::report::RunReport;
+use super::report::{Backlog, RunReport};
 use super::server::{agent_token, cleanup, release_binary, start_server, token};
 use super::ws::{PushReport, PushWatch};
 
@@ -127,6 +127,10 @@ pub async fn run(settings: Settings) -> RunReport {
         }
     }
     let cpu = Usage::now(pid).since(&before);
+    let backlog = match super::server::metrics_text(&url).await {
+        Some(text) => Backlog::from_metrics(&text),
+        None => None,
+    };
     let commands = context.recorder.report();
     drop(context);
     let searchable = match prober {
@@ -159,6 +163,7 @@ pub async fn run(settings: Settings) -> RunReport {
         rss,
         cpu,
         cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        backlog,
     }
 }
 

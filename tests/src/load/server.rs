@@ -96,12 +96,21 @@ pub fn agent_token(secret: &str, sub: &str) -> String {
     token(secret, "agent", sub)
 }
 
+/// The server's `/metrics` text, when it answers.
+pub async fn metrics_text(base: &str) -> Option<String> {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
 /// The value of metric `name` (without labels) on the server's `/metrics`, or `?`.
 pub async fn metric(base: &str, name: &str) -> String {
-    let Ok(response) = reqwest::get(format!("{base}/metrics")).await else {
+    let Some(text) = metrics_text(base).await else {
         return "?".into();
     };
-    let text = response.text().await.unwrap_or_default();
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .unwrap_or("?")
