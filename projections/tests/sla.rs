@@ -620,12 +620,7 @@ async fn a_lane_batch_is_applied_together_and_a_redelivery_inside_one_falls_back
     // Given three tickets opened, answered and solved under a policy, their ticket events read
     // back from the store in commit order
     let harness = Harness::start().await;
-    let envelopes: Vec<_> = answered_and_solved_tickets(&harness, 3)
-        .await
-        .into_iter()
-        .filter(|envelope| envelope.aggregate_type == "Ticket")
-        .collect();
-    assert_eq!(envelopes.len(), 9);
+    let envelopes = ticket_events_of_three_tickets(&harness).await;
     let projection = SlaProjection::new(harness.pool.clone());
 
     // When the first five arrive as one batch, then the last six (two of them again)
@@ -659,11 +654,7 @@ async fn a_lane_batch_with_the_projections_own_sla_events_among_its_ticket_event
     // Given three tickets opened, answered and solved under a policy, and the first one's
     // events already applied, so that its SLA events are in the store
     let harness = Harness::start().await;
-    let tickets: Vec<_> = answered_and_solved_tickets(&harness, 3)
-        .await
-        .into_iter()
-        .filter(|envelope| envelope.aggregate_type == "Ticket")
-        .collect();
+    let tickets = ticket_events_of_three_tickets(&harness).await;
     let projection = SlaProjection::new(harness.pool.clone());
     let first = projection.apply_batch(&tickets[..3]).await;
     assert!(
@@ -917,6 +908,18 @@ async fn answered_and_solved_tickets(harness: &Harness, tickets: usize) -> Vec<E
         harness.command(&id, status(Status::Solved)).await;
     }
     harness.committed_envelopes().await
+}
+
+/// The ticket events of three tickets of [`answered_and_solved_tickets`], in commit order
+/// (three each: opened, answered, solved).
+async fn ticket_events_of_three_tickets(harness: &Harness) -> Vec<EventEnvelope> {
+    let events: Vec<_> = answered_and_solved_tickets(harness, 3)
+        .await
+        .into_iter()
+        .filter(|envelope| envelope.aggregate_type == "Ticket")
+        .collect();
+    assert_eq!(events.len(), 9);
+    events
 }
 
 /// Each of the `tickets` tickets of [`answered_and_solved_tickets`] has its SLA events once, in
