@@ -45,6 +45,10 @@ pub struct RunReport {
     /// How far the server's pipeline was behind when the load stopped.
     #[serde(default)]
     pub backlog: Option<Backlog>,
+    /// The most it was behind in any of the scrapes taken while the load ran and at its end
+    /// (each figure the largest of its own, so they need not come from one scrape).
+    #[serde(default)]
+    pub most_behind: Option<Backlog>,
 }
 
 /// The server's pipeline as the load stopped, from its `/metrics`: whether the read models
@@ -88,8 +92,20 @@ impl Backlog {
         (backlog != Backlog::default()).then_some(backlog)
     }
 
-    /// One sentence for the report.
-    fn sentence(&self) -> String {
+    /// Takes the larger of each figure of `self` and `other`.
+    pub fn keep_largest(&mut self, other: &Backlog) {
+        for (name, pending) in &other.projections {
+            let kept = self.projections.entry(name.clone()).or_insert(*pending);
+            *kept = (*kept).max(*pending);
+        }
+        let larger = |a: Option<i64>, b: Option<i64>| a.max(b);
+        self.relay = larger(self.relay, other.relay);
+        self.realtime = larger(self.realtime, other.realtime);
+        self.summary_reads = larger(self.summary_reads, other.summary_reads);
+    }
+
+    /// One sentence for the report, beginning with `lead`.
+    fn sentence(&self, lead: &str) -> String {
         let figure = |value: Option<i64>| value.map_or_else(|| "–".to_owned(), |v| v.to_string());
         let projections: Vec<String> = self
             .projections
@@ -97,8 +113,8 @@ impl Backlog {
             .map(|(name, pending)| format!("{name} {pending}"))
             .collect();
         format!(
-            "Behind when the load stopped: projections {} events; relay {} events; real-time \
-             feed {} messages ({} summary reads since start-up).",
+            "{lead}: projections {} events; relay {} events; real-time feed {} messages ({} \
+             summary reads since start-up).",
             if projections.is_empty() {
                 "–".to_owned()
             } else {
@@ -197,9 +213,14 @@ impl RunReport {
         }
         writeln!(out).ok();
         out.push_str(&self.observations_table());
+        if let Some(most) = &self.most_behind {
+            writeln!(out).ok();
+            let lead = "Most behind while the load ran (scraped every 5 s and at the end)";
+            writeln!(out, "{}", most.sentence(lead)).ok();
+        }
         if let Some(backlog) = &self.backlog {
             writeln!(out).ok();
-            writeln!(out, "{}", backlog.sentence()).ok();
+            writeln!(out, "{}", backlog.sentence("Behind when the load stopped")).ok();
         }
         writeln!(out).ok();
         out.push_str(&self.resources_table());
@@ -350,10 +371,42 @@ mod tests {
             (Some(7), Some(0), Some(12))
         );
         assert_eq!(
-            backlog.sentence(),
+            backlog.sentence("Behind when the load stopped"),
             "Behind when the load stopped: projections search 3, sla 1200 events; relay 7 \
              events; real-time feed 0 messages (12 summary reads since start-up)."
         );
         assert_eq!(Backlog::from_metrics("up 1\n"), None);
+    }
+
+    #[test]
+    fn the_most_behind_keeps_the_largest_of_each_figure() {
+        let mut most = Backlog {
+            projections: BTreeMap::from([("sla".to_owned(), 10), ("search".to_owned(), 50)]),
+            relay: Some(5),
+            realtime: None,
+            summary_reads: Some(1),
+        };
+        most.keep_largest(&Backlog {
+            projections: BTreeMap::from([
+                ("sla".to_owned(), 900),
+                ("ticket_summary".to_owned(), 3),
+            ]),
+            relay: Some(2),
+            realtime: Some(0),
+            summary_reads: Some(4),
+        });
+        assert_eq!(
+            most,
+            Backlog {
+                projections: BTreeMap::from([
+                    ("search".to_owned(), 50),
+                    ("sla".to_owned(), 900),
+                    ("ticket_summary".to_owned(), 3)
+                ]),
+                relay: Some(5),
+                realtime: Some(0),
+                summary_reads: Some(4),
+            }
+        );
     }
 }

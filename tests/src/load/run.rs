@@ -107,6 +107,7 @@ pub async fn run(settings: Settings) -> RunReport {
         prober.clone(),
     ));
     let sampler = RssSampler::start(watched(pid));
+    let (stop_watching, most_behind) = watch_backlog(url.clone());
     let before = Usage::now(pid);
     eprintln!(
         "{}: driving {:?} for {:?}",
@@ -127,9 +128,19 @@ pub async fn run(settings: Settings) -> RunReport {
         }
     }
     let cpu = Usage::now(pid).since(&before);
+    let _ = stop_watching.send(());
+    let most_behind: Option<Backlog> = most_behind.await.ok().flatten();
     let backlog = match super::server::metrics_text(&url).await {
         Some(text) => Backlog::from_metrics(&text),
         None => None,
+    };
+    // The scrape at the end counts among the run's too.
+    let most_behind = match (most_behind, &backlog) {
+        (Some(mut most), Some(last)) => {
+            most.keep_largest(last);
+            Some(most)
+        }
+        (most, last) => most.or_else(|| last.clone()),
     };
     let commands = context.recorder.report();
     drop(context);
@@ -164,7 +175,42 @@ pub async fn run(settings: Settings) -> RunReport {
         cpu,
         cores: std::thread::available_parallelism().map_or(2, |n| n.get()),
         backlog,
+        most_behind,
     }
+}
+
+/// How often the run reads the server's backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the server's backlog every [`BACKLOG_EVERY`] until told to stop; resolves to the most
+/// it was behind (`None` when no scrape read one).
+fn watch_backlog(
+    url: String,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Option<Backlog>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut most: Option<Backlog> = None;
+        let mut tick = tokio::time::interval(BACKLOG_EVERY);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return most,
+                _ = tick.tick() => {}
+            }
+            let Some(text) = super::server::metrics_text(&url).await else {
+                continue;
+            };
+            if let Some(now) = Backlog::from_metrics(&text) {
+                match &mut most {
+                    Some(most) => most.keep_largest(&now),
+                    None => most = Some(now),
+                }
+            }
+        }
+    });
+    (stop, task)
 }
 
 /// The product's URL, token secret and process id, and what to remove afterwards.
