@@ -107,7 +107,7 @@ pub async fn run(settings: Settings) -> RunReport {
         prober.clone(),
     ));
     let sampler = RssSampler::start(watched(pid));
-    let (stop_watching, most_behind) = watch_backlog(url.clone());
+    let (stop_watching, watching) = watch_backlog(url.clone());
     let before = Usage::now(pid);
     eprintln!(
         "{}: driving {:?} for {:?}",
@@ -129,19 +129,7 @@ pub async fn run(settings: Settings) -> RunReport {
     }
     let cpu = Usage::now(pid).since(&before);
     let _ = stop_watching.send(());
-    let most_behind: Option<Backlog> = most_behind.await.ok().flatten();
-    let backlog = match super::server::metrics_text(&url).await {
-        Some(text) => Backlog::from_metrics(&text),
-        None => None,
-    };
-    // The scrape at the end counts among the run's too.
-    let most_behind = match (most_behind, &backlog) {
-        (Some(mut most), Some(last)) => {
-            most.keep_largest(last);
-            Some(most)
-        }
-        (most, last) => most.or_else(|| last.clone()),
-    };
+    let (most_behind, backlog) = watching.await.unwrap_or_default();
     let commands = context.recorder.report();
     drop(context);
     let searchable = match prober {
@@ -182,31 +170,36 @@ pub async fn run(settings: Settings) -> RunReport {
 /// How often the run reads the server's backlog.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
-/// Reads the server's backlog every [`BACKLOG_EVERY`] until told to stop; resolves to the most
-/// it was behind (`None` when no scrape read one).
-fn watch_backlog(
-    url: String,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Option<Backlog>>,
-) {
+/// Resolves to the most the server was behind during the run, and its backlog at the end.
+type BacklogWatch = tokio::task::JoinHandle<(Option<Backlog>, Option<Backlog>)>;
+
+/// The server's backlog now, from its `/metrics`.
+async fn scrape_backlog(url: &str) -> Option<Backlog> {
+    Backlog::from_metrics(&super::server::metrics_text(url).await?)
+}
+
+/// Reads the server's backlog every [`BACKLOG_EVERY`] until told to stop, then once more;
+/// resolves to the most it was behind over all those scrapes, and the last scrape (`None`
+/// where no scrape read one).
+fn watch_backlog(url: String) -> (tokio::sync::oneshot::Sender<()>, BacklogWatch) {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut most: Option<Backlog> = None;
         let mut tick = tokio::time::interval(BACKLOG_EVERY);
         loop {
-            tokio::select! {
-                _ = &mut stopped => return most,
-                _ = tick.tick() => {}
-            }
-            let Some(text) = super::server::metrics_text(&url).await else {
-                continue;
+            let stopping = tokio::select! {
+                _ = &mut stopped => true,
+                _ = tick.tick() => false,
             };
-            if let Some(now) = Backlog::from_metrics(&text) {
+            let now = scrape_backlog(&url).await;
+            if let Some(now) = &now {
                 match &mut most {
-                    Some(most) => most.keep_largest(&now),
-                    None => most = Some(now),
+                    Some(most) => most.keep_largest(now),
+                    None => most = Some(now.clone()),
                 }
+            }
+            if stopping {
+                return (most, now);
             }
         }
     });
