@@ -169,6 +169,39 @@ async fn a_batch_answers_for_each_event_as_one_apply_after_another_would() {
     assert_eq!(harness.summary().await, ordered);
 }
 
+#[tokio::test]
+async fn a_batch_of_several_tickets_events_is_committed_as_one_transaction() {
+    // Given three worked tickets' events, interleaved as a lane would receive them
+    let harness = Harness::start().await;
+    let (tickets, envelopes, projection, ordered) = ordered_pass(&harness, 3).await;
+    let mut batch = envelopes.clone();
+    batch.sort_by_key(|e| (e.sequence, e.global_position));
+    assert!(
+        batch
+            .windows(2)
+            .any(|w| w[0].aggregate_id != w[1].aggregate_id)
+    );
+
+    // When they are applied as one batch
+    let outcomes = projection.apply_batch(&batch).await;
+
+    // Then each is applied, the model is one ordered pass's, and every row was written by
+    // one transaction (one commit for the batch)
+    assert!(
+        outcomes.iter().all(|o| *o == Ok(Applied::Applied)),
+        "{outcomes:?}"
+    );
+    assert_eq!(harness.summary().await, ordered);
+    let writers: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM ticket_summary WHERE ticket_id = ANY($1)",
+    )
+    .bind(&tickets)
+    .fetch_one(&harness.pool)
+    .await
+    .unwrap();
+    assert_eq!(writers, 1);
+}
+
 /// A projection that keeps failing for one ticket until it is "fixed".
 struct Flaky {
     inner: TicketSummary,
