@@ -952,3 +952,58 @@ async fn assert_every_ticket_measured_once(pool: &PgPool, tickets: usize) {
             .unwrap();
     assert_eq!(achieved, 2 * i64::try_from(tickets).unwrap());
 }
+
+/// Pages of shared buffers (found there or read in) that executing `sql` with `grace` and, when
+/// it takes one, `limit` touched: its `EXPLAIN (ANALYZE, BUFFERS)`, planning left out.
+async fn pages_touched(pool: &PgPool, sql: &str, grace: f64, limit: Option<i64>) -> i64 {
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
+    let query = sqlx::query_scalar::<_, Value>(&explain).bind(grace);
+    let query = match limit {
+        Some(limit) => query.bind(limit),
+        None => query,
+    };
+    let plan = query.fetch_one(pool).await.unwrap();
+    let top = &plan[0]["Plan"];
+    top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_sweep_reads_the_clocks_that_are_due_not_every_running_one() {
+    // Given 5,000 running clocks: three of them an hour overdue, the rest due tomorrow
+    let harness = Harness::start().await;
+    sqlx::query(
+        "INSERT INTO sla_metric (ticket_id, metric, activation, policy_id, policy_version, \
+             target_minutes, started_at, activated_at, due_at, paused, priority, channel) \
+         SELECT 'ticket-' || n, 'first_reply', 1, 'policy', 1, 60, now(), now(), \
+                now() + CASE WHEN n <= 3 THEN interval '-1 hour' ELSE interval '1 day' END, \
+                false, 'normal', 'email' \
+           FROM generate_series(1, 5000) n",
+    )
+    .execute(&harness.pool)
+    .await
+    .unwrap();
+
+    // When the breach watcher asks which clocks are due and when the next one falls due
+    let due: Vec<String> = sqlx::query_scalar(sla::watcher::DUE_CLOCKS)
+        .bind(1.0_f64)
+        .bind(500_i64)
+        .fetch_all(&harness.pool)
+        .await
+        .unwrap();
+    let next: Option<f64> = sqlx::query_scalar(sla::watcher::NEXT_DUE)
+        .bind(1.0_f64)
+        .fetch_optional(&harness.pool)
+        .await
+        .unwrap();
+
+    // Then it gets the three overdue clocks and an overdue next instant, and each query
+    // touches a few pages, not one per running clock
+    let mut due = due;
+    due.sort();
+    assert_eq!(due, ["ticket-1", "ticket-2", "ticket-3"]);
+    assert!(next.unwrap() < -3_000.0, "{next:?}");
+    let sweep = pages_touched(&harness.pool, sla::watcher::DUE_CLOCKS, 1.0, Some(500)).await;
+    let next_due = pages_touched(&harness.pool, sla::watcher::NEXT_DUE, 1.0, None).await;
+    assert!(sweep <= 20, "the sweep touched {sweep} pages");
+    assert!(next_due <= 20, "the next due instant touched {next_due} pages");
+}

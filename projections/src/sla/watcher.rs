@@ -30,8 +30,27 @@ pub const GRACE: Duration = Duration::from_secs(1);
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// The shortest pause after a sweep that recorded nothing (tickets waiting for the projection).
 const MIN_SLEEP: Duration = Duration::from_millis(100);
-/// Tickets handled per sweep.
+/// Due clocks read per sweep (their tickets are handled).
 const BATCH: i64 = 500;
+
+/// The running clocks due at or before now less `$1` seconds, most overdue first, at most `$2`,
+/// by their tickets' ids (a ticket has up to one running clock per metric): the start of the
+/// partial index `sla_metric_running_due`, so a sweep reads the clocks that are due and not
+/// every running one. The bound is `statement_timestamp()`, fixed for the statement: the
+/// volatile `clock_timestamp()` cannot be an index condition, and each sweep read every running
+/// clock (293 ms with 25,000 of them, on a database never analyzed); the order by `due_at` keeps
+/// the planner on that index whatever the table's statistics.
+pub const DUE_CLOCKS: &str = "SELECT ticket_id FROM sla_metric \
+      WHERE outcome IS NULL AND withdrawn_at IS NULL AND NOT paused \
+        AND due_at <= statement_timestamp() - make_interval(secs => $1) \
+      ORDER BY due_at LIMIT $2";
+
+/// Seconds until the next running clock falls due, plus `$1`; no row when none runs. The first
+/// entry of `sla_metric_running_due` (`ORDER BY … LIMIT 1`: the planner read every entry for
+/// `min(due_at)` on a database never analyzed).
+pub const NEXT_DUE: &str = "SELECT extract(epoch FROM due_at - clock_timestamp())::float8 + $1 \
+       FROM sla_metric WHERE outcome IS NULL AND withdrawn_at IS NULL AND NOT paused \
+      ORDER BY due_at LIMIT 1";
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,22 +103,20 @@ impl BreachWatcher {
     /// One pass over the tickets with breaches due now.
     pub async fn sweep(&self) -> Result<Sweep, ProjectionError> {
         let grace = grace_seconds();
-        let tickets: Vec<String> = sqlx::query_scalar(
-            "SELECT ticket_id FROM ( \
-                SELECT ticket_id, min(due_at) AS due_at FROM sla_metric \
-                 WHERE outcome IS NULL AND withdrawn_at IS NULL AND NOT paused \
-                   AND due_at <= clock_timestamp() - make_interval(secs => $1) \
-                 GROUP BY ticket_id) due \
-             ORDER BY due_at LIMIT $2",
-        )
-        .bind(grace)
-        .bind(BATCH)
-        .fetch_all(&self.pool)
-        .await?;
+        let clocks: Vec<String> = sqlx::query_scalar(DUE_CLOCKS)
+            .bind(grace)
+            .bind(BATCH)
+            .fetch_all(&self.pool)
+            .await?;
         let mut sweep = Sweep {
-            full: i64::try_from(tickets.len()).unwrap_or(i64::MAX) >= BATCH,
+            full: i64::try_from(clocks.len()).unwrap_or(i64::MAX) >= BATCH,
             ..Sweep::default()
         };
+        let mut seen = std::collections::HashSet::new();
+        let tickets: Vec<String> = clocks
+            .into_iter()
+            .filter(|ticket| seen.insert(ticket.clone()))
+            .collect();
         for ticket in &tickets {
             match self.breach(ticket).await {
                 Ok(Some(recorded)) => sweep.recorded += recorded,
@@ -112,13 +129,10 @@ impl BreachWatcher {
                 }
             }
         }
-        let next: Option<f64> = sqlx::query_scalar(
-            "SELECT extract(epoch FROM min(due_at) - clock_timestamp())::float8 + $1 \
-               FROM sla_metric WHERE outcome IS NULL AND withdrawn_at IS NULL AND NOT paused",
-        )
-        .bind(grace)
-        .fetch_one(&self.pool)
-        .await?;
+        let next: Option<f64> = sqlx::query_scalar(NEXT_DUE)
+            .bind(grace)
+            .fetch_optional(&self.pool)
+            .await?;
         sweep.next_due_in = next.map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)));
         Ok(sweep)
     }
