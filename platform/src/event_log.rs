@@ -294,13 +294,22 @@ pub async fn any_after<'e>(executor: impl PgExecutor<'e>, after: Cursor) -> sqlx
     Ok(found.is_some())
 }
 
-/// Events committed after `after` and not yet published (visible or not).
+/// Most events [`lag`] counts.
+pub const LAG_COUNTED_UP_TO: i64 = 10_000_000;
+
+/// Events committed after `after` and not yet published (visible or not), up to
+/// [`LAG_COUNTED_UP_TO`]. Counted along the `(tx_id, global_position)` index in its order: a
+/// plain `count(*)` of the range was planned as a parallel scan on a database never analyzed
+/// (its estimate a third of the table), 30–80 ms a measurement where the index takes 0.2 ms.
 pub async fn lag(pool: &PgPool, after: Cursor) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)",
+        "SELECT count(*) FROM ( \
+             SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+              ORDER BY tx_id, global_position LIMIT $3) behind",
     )
     .bind(after.tx_id.to_string())
     .bind(after.position)
+    .bind(LAG_COUNTED_UP_TO)
     .fetch_one(pool)
     .await
 }
