@@ -1005,5 +1005,60 @@ async fn a_sweep_reads_the_clocks_that_are_due_not_every_running_one() {
     let sweep = pages_touched(&harness.pool, sla::watcher::DUE_CLOCKS, 1.0, Some(500)).await;
     let next_due = pages_touched(&harness.pool, sla::watcher::NEXT_DUE, 1.0, None).await;
     assert!(sweep <= 20, "the sweep touched {sweep} pages");
-    assert!(next_due <= 20, "the next due instant touched {next_due} pages");
+    assert!(
+        next_due <= 20,
+        "the next due instant touched {next_due} pages"
+    );
+}
+
+#[tokio::test]
+async fn reading_a_runs_tickets_probes_their_metric_rows_instead_of_reading_the_table() {
+    // Given 60,000 tickets with three metric rows each, in a table never analyzed
+    let harness = Harness::start().await;
+    sqlx::query(
+        "INSERT INTO sla_metric (ticket_id, metric, activation, policy_id, policy_version, \
+             target_minutes, started_at, activated_at, due_at, paused, priority, channel) \
+         SELECT 'ticket-' || n, metric, 1, 'policy', 1, 60, now(), now(), now(), false, \
+                'normal', 'email' \
+           FROM generate_series(1, 60000) n, \
+                unnest(ARRAY['first_reply', 'next_reply', 'resolution']) metric",
+    )
+    .execute(&harness.pool)
+    .await
+    .unwrap();
+    let pages: i64 = sqlx::query_scalar("SELECT pg_relation_size('sla_metric') / 8192")
+        .fetch_one(&harness.pool)
+        .await
+        .unwrap();
+
+    // When a lane's run reads 50 of those tickets (one of them twice)
+    let mut run: Vec<String> = (1..=50).map(|n| format!("ticket-{}", n * 1000)).collect();
+    run.push("ticket-1000".to_owned());
+    let mut tx = harness.pool.begin().await.unwrap();
+    let stored =
+        sla::store::read_tickets(&mut tx, &run.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    tx.rollback().await.unwrap();
+    let explain = format!(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
+        sla::store::READ_TICKETS
+    );
+    let plan: Value = sqlx::query_scalar(&explain)
+        .bind(&run)
+        .fetch_one(&harness.pool)
+        .await
+        .unwrap();
+
+    // Then it gets each ticket's three rows once, touching a few pages per ticket rather
+    // than the whole table
+    assert_eq!(stored.rows.len(), 50);
+    assert!(stored.rows.values().all(|rows| rows.len() == 3));
+    let top = &plan[0]["Plan"];
+    let touched =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    assert!(
+        touched < pages / 4,
+        "the read touched {touched} pages of a {pages}-page table"
+    );
 }
