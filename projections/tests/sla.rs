@@ -953,35 +953,46 @@ async fn assert_every_ticket_measured_once(pool: &PgPool, tickets: usize) {
     assert_eq!(achieved, 2 * i64::try_from(tickets).unwrap());
 }
 
-/// Pages of shared buffers (found there or read in) that executing `sql` with `grace` and, when
-/// it takes one, `limit` touched: its `EXPLAIN (ANALYZE, BUFFERS)`, planning left out.
-async fn pages_touched(pool: &PgPool, sql: &str, grace: f64, limit: Option<i64>) -> i64 {
-    let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
-    let query = sqlx::query_scalar::<_, Value>(&explain).bind(grace);
-    let query = match limit {
-        Some(limit) => query.bind(limit),
-        None => query,
-    };
-    let plan = query.fetch_one(pool).await.unwrap();
+/// Pages of shared buffers (found there or read in) that a query's execution touched: the top
+/// node of its `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`, planning left out.
+fn pages_touched(plan: &Value) -> i64 {
     let top = &plan[0]["Plan"];
     top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap()
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of `sql`.
+fn explained(sql: &str) -> String {
+    format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
+}
+
+/// Inserts running clocks straight into `sla_metric` (rows of the read model, for tests of the
+/// queries over it): one per row of `clocks`, a FROM item giving `n` (the ticket is
+/// `ticket-<n>`), `metric` and `due_at`.
+async fn insert_running_clocks(pool: &PgPool, clocks: &str) {
+    sqlx::query(&format!(
+        "INSERT INTO sla_metric (ticket_id, metric, activation, policy_id, policy_version, \
+             target_minutes, started_at, activated_at, due_at, paused, priority, channel) \
+         SELECT 'ticket-' || n, metric, 1, 'policy', 1, 60, now(), now(), due_at, false, \
+                'normal', 'email' \
+           FROM {clocks}"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn a_sweep_reads_the_clocks_that_are_due_not_every_running_one() {
     // Given 5,000 running clocks: three of them an hour overdue, the rest due tomorrow
     let harness = Harness::start().await;
-    sqlx::query(
-        "INSERT INTO sla_metric (ticket_id, metric, activation, policy_id, policy_version, \
-             target_minutes, started_at, activated_at, due_at, paused, priority, channel) \
-         SELECT 'ticket-' || n, 'first_reply', 1, 'policy', 1, 60, now(), now(), \
-                now() + CASE WHEN n <= 3 THEN interval '-1 hour' ELSE interval '1 day' END, \
-                false, 'normal', 'email' \
-           FROM generate_series(1, 5000) n",
+    insert_running_clocks(
+        &harness.pool,
+        "(SELECT n, 'first_reply' AS metric, \
+                 now() + CASE WHEN n <= 3 THEN interval '-1 hour' ELSE interval '1 day' END \
+                     AS due_at \
+            FROM generate_series(1, 5000) n) clocks",
     )
-    .execute(&harness.pool)
-    .await
-    .unwrap();
+    .await;
 
     // When the breach watcher asks which clocks are due and when the next one falls due
     let due: Vec<String> = sqlx::query_scalar(sla::watcher::DUE_CLOCKS)
@@ -1002,8 +1013,18 @@ async fn a_sweep_reads_the_clocks_that_are_due_not_every_running_one() {
     due.sort();
     assert_eq!(due, ["ticket-1", "ticket-2", "ticket-3"]);
     assert!(next.unwrap() < -3_000.0, "{next:?}");
-    let sweep = pages_touched(&harness.pool, sla::watcher::DUE_CLOCKS, 1.0, Some(500)).await;
-    let next_due = pages_touched(&harness.pool, sla::watcher::NEXT_DUE, 1.0, None).await;
+    let sweep: Value = sqlx::query_scalar(&explained(sla::watcher::DUE_CLOCKS))
+        .bind(1.0_f64)
+        .bind(500_i64)
+        .fetch_one(&harness.pool)
+        .await
+        .unwrap();
+    let next_due: Value = sqlx::query_scalar(&explained(sla::watcher::NEXT_DUE))
+        .bind(1.0_f64)
+        .fetch_one(&harness.pool)
+        .await
+        .unwrap();
+    let (sweep, next_due) = (pages_touched(&sweep), pages_touched(&next_due));
     assert!(sweep <= 20, "the sweep touched {sweep} pages");
     assert!(
         next_due <= 20,
@@ -1015,17 +1036,13 @@ async fn a_sweep_reads_the_clocks_that_are_due_not_every_running_one() {
 async fn reading_a_runs_tickets_probes_their_metric_rows_instead_of_reading_the_table() {
     // Given 60,000 tickets with three metric rows each, in a table never analyzed
     let harness = Harness::start().await;
-    sqlx::query(
-        "INSERT INTO sla_metric (ticket_id, metric, activation, policy_id, policy_version, \
-             target_minutes, started_at, activated_at, due_at, paused, priority, channel) \
-         SELECT 'ticket-' || n, metric, 1, 'policy', 1, 60, now(), now(), now(), false, \
-                'normal', 'email' \
-           FROM generate_series(1, 60000) n, \
-                unnest(ARRAY['first_reply', 'next_reply', 'resolution']) metric",
+    insert_running_clocks(
+        &harness.pool,
+        "generate_series(1, 60000) n, \
+         unnest(ARRAY['first_reply', 'next_reply', 'resolution']) metric, \
+         LATERAL (SELECT now() AS due_at) due",
     )
-    .execute(&harness.pool)
-    .await
-    .unwrap();
+    .await;
     let pages: i64 = sqlx::query_scalar("SELECT pg_relation_size('sla_metric') / 8192")
         .fetch_one(&harness.pool)
         .await
@@ -1040,11 +1057,7 @@ async fn reading_a_runs_tickets_probes_their_metric_rows_instead_of_reading_the_
             .await
             .unwrap();
     tx.rollback().await.unwrap();
-    let explain = format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
-        sla::store::READ_TICKETS
-    );
-    let plan: Value = sqlx::query_scalar(&explain)
+    let plan: Value = sqlx::query_scalar(&explained(sla::store::READ_TICKETS))
         .bind(&run)
         .fetch_one(&harness.pool)
         .await
@@ -1054,9 +1067,7 @@ async fn reading_a_runs_tickets_probes_their_metric_rows_instead_of_reading_the_
     // than the whole table
     assert_eq!(stored.rows.len(), 50);
     assert!(stored.rows.values().all(|rows| rows.len() == 3));
-    let top = &plan[0]["Plan"];
-    let touched =
-        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    let touched = pages_touched(&plan);
     assert!(
         touched < pages / 4,
         "the read touched {touched} pages of a {pages}-page table"
