@@ -15,7 +15,7 @@ use helpdesk_command_api::{AppState, DOCS_PATH};
 use helpdesk_platform::auth::{self, Claims, Verifier};
 use helpdesk_platform::{Config, db, nats, telemetry};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
-use helpdesk_projections::sla::{self, BreachWatcher, SlaProjection};
+use helpdesk_projections::sla::{self, BreachWatcher, CountFolder, SlaProjection};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
 use helpdesk_query_api::realtime::{Realtime, RealtimeSettings};
@@ -72,6 +72,8 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         running.push(Arc::new(search));
         // Breaches that fall due between ticket events; several processes may each run one.
         tokio::spawn(BreachWatcher::new(pool.clone()).run());
+        // Report count changes into the report counts; likewise one per process.
+        tokio::spawn(CountFolder::new(pool.clone()).run());
     }
     let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = state.with_pipeline(&config.nats_prefix, names);
@@ -312,6 +314,11 @@ pub async fn project(config: Config, name: &str) -> Result<(), StartError> {
     let projection = any_projection_named(&config, &pool, name).await?;
     let nats = nats::connect(&config.nats_url).await?;
     announce(&format!("projecting {name}\n"));
+    if name == sla::NAME {
+        // The changes this process's SLA writes append must reach the report counts even when
+        // no `helpdesk up` runs.
+        tokio::spawn(CountFolder::new(pool.clone()).run());
+    }
     tokio::select! {
         () = runtime::run(nats, projection, runtime_settings(&config)) => {}
         () = shutdown_signal() => {}

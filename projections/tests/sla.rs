@@ -258,8 +258,7 @@ async fn snapshot(pool: &PgPool) -> Vec<Vec<Value>> {
     for sql in [
         "SELECT to_jsonb(s) FROM sla_state s ORDER BY ticket_id",
         "SELECT to_jsonb(m) FROM sla_metric m ORDER BY ticket_id, metric, activation",
-        "SELECT to_jsonb(c) FROM sla_report_counts c \
-          ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes",
+        sla::store::CURRENT_COUNTS,
     ] {
         tables.push(sqlx::query_scalar(sql).fetch_all(pool).await.unwrap());
     }
@@ -721,8 +720,26 @@ async fn holding_an_id(pool: &PgPool) -> i64 {
     .unwrap()
 }
 
+/// The report counts, one JSON object per row, in key order.
+async fn folded_counts(pool: &PgPool) -> Vec<Value> {
+    sqlx::query_scalar(
+        "SELECT to_jsonb(c) FROM sla_report_counts c \
+          ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn unfolded_changes(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM sla_report_count_changes")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_run_waits_for_its_tickets_and_the_report_counts_without_a_transaction_id() {
+async fn a_run_waits_for_its_tickets_without_a_transaction_id_and_never_for_the_report_counts() {
     // Given three tickets opened, answered and solved under a policy (the answers and the
     // solutions change the report counts), their ticket events read back from the store
     let harness = Harness::start().await;
@@ -733,15 +750,18 @@ async fn a_run_waits_for_its_tickets_and_the_report_counts_without_a_transaction
         .filter(|envelope| envelope.aggregate_type == "Ticket")
         .collect();
     let projection = SlaProjection::new(pool.clone());
-    // one transaction holding the first ticket (as a breach watcher would), another the
-    // report counts
+    // one transaction holding the first ticket (as a breach watcher would), another holding
+    // the report counts against every writer
     let mut watcher = pool.begin().await.unwrap();
     let state = sla::store::lock(&mut watcher, &envelopes[0].aggregate_id)
         .await
         .unwrap();
     assert!(state.is_none(), "not projected yet");
     let mut counting = pool.begin().await.unwrap();
-    sla::store::lock_counts(&mut counting).await.unwrap();
+    sqlx::query("LOCK TABLE sla_report_counts IN EXCLUSIVE MODE")
+        .execute(&mut *counting)
+        .await
+        .unwrap();
 
     // When the projection applies the events as one run
     let applying = tokio::spawn({
@@ -749,22 +769,116 @@ async fn a_run_waits_for_its_tickets_and_the_report_counts_without_a_transaction
         async move { projection.apply_batch(&envelopes).await }
     });
 
-    // Then it waits for the ticket, and then for the counts, each time without a transaction
-    // id (nothing in the database holds one, so the relay could publish anything committed)
+    // Then it waits for the ticket without a transaction id (nothing in the database holds
+    // one, so the relay could publish anything committed)
     wait_until_waiting_for_a_lock(pool, "SELECT (SELECT count(*) FROM pg_advisory", "tickets")
         .await;
     assert_eq!(holding_an_id(pool).await, 0, "waiting for the ticket");
     watcher.commit().await.unwrap();
-    wait_until_waiting_for_a_lock(pool, "SELECT pg_advisory_xact_lock($1, $2)", "counts").await;
-    assert_eq!(holding_an_id(pool).await, 0, "waiting for the counts");
-    // and once the counts are free, it writes the whole run
-    counting.commit().await.unwrap();
-    let outcomes = applying.await.unwrap();
+    // and writes the whole run while the counts are still held: its count changes are
+    // appended, not added to the rows every ticket shares
+    let outcomes = tokio::time::timeout(Duration::from_secs(30), applying)
+        .await
+        .expect("the run waited for the report counts")
+        .unwrap();
     assert!(
         outcomes.iter().all(|o| o == &Ok(Applied::Applied)),
         "{outcomes:?}"
     );
     assert_every_ticket_measured_once(pool, 3).await;
+    let current = snapshot(pool).await.remove(2);
+    assert!(!current.is_empty(), "the run changed report counts");
+    assert!(folded_counts(pool).await.is_empty(), "nothing folded yet");
+    // and once the counts are free, a fold brings them to what the changes say
+    counting.commit().await.unwrap();
+    let folded = sla::store::fold_count_changes(pool).await.unwrap();
+    assert!(folded.changes > 0 && !folded.skipped, "{folded:?}");
+    assert_eq!(folded.below_zero, 0);
+    assert_eq!(unfolded_changes(pool).await, 0);
+    assert_eq!(folded_counts(pool).await, current);
+}
+
+#[tokio::test]
+async fn a_fold_sums_the_changes_into_the_counts_deletes_rows_at_zero_and_only_one_folds_at_once() {
+    let harness = Harness::start().await;
+    let pool = &harness.pool;
+    let change = |period: &str, minutes: i64, count: i64| {
+        format!(
+            "('resolution', 'priority', 'day', '{period}', 'normal', 'breached', {minutes}, \
+              {count})"
+        )
+    };
+    // Given counts: two breaches still unanswered on 1 March, one answered (30 minutes)
+    sqlx::query(&format!(
+        "INSERT INTO sla_report_counts VALUES {}, {}",
+        change("2026-03-01", -1, 2),
+        change("2026-03-01", 30, 1)
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    // and changes appended since: both unanswered breaches answered (one in 30 minutes, one in
+    // 45), a breach on 2 March, and a change taken back within the same fold
+    sqlx::query(&format!(
+        "INSERT INTO sla_report_count_changes VALUES {}, {}, {}, {}, {}, {}, {}",
+        change("2026-03-01", -1, -1),
+        change("2026-03-01", 30, 1),
+        change("2026-03-01", -1, -1),
+        change("2026-03-01", 45, 1),
+        change("2026-03-02", -1, 1),
+        change("2026-03-03", -1, 1),
+        change("2026-03-03", -1, -1)
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+
+    // When another folder is folding (it holds the folder's advisory lock), a second skips
+    let mut other = pool.begin().await.unwrap();
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, 1)")
+        .bind(0x534c_4100_i32)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(held);
+    let skipped = sla::store::fold_count_changes(pool).await.unwrap();
+    assert!(skipped.skipped, "{skipped:?}");
+    assert_eq!(unfolded_changes(pool).await, 7);
+    other.commit().await.unwrap();
+    // and once it is done, a fold moves every change
+    let folded = sla::store::fold_count_changes(pool).await.unwrap();
+
+    // Then the counts are the sums, the row taken to zero is gone, and no change is left
+    assert_eq!(
+        folded,
+        sla::store::Folded {
+            changes: 7,
+            counts: 4,
+            below_zero: 0,
+            skipped: false
+        }
+    );
+    let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT period::text, business_minutes, count FROM sla_report_counts \
+          ORDER BY period, business_minutes",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("2026-03-01".into(), 30, 2),
+            ("2026-03-01".into(), 45, 1),
+            ("2026-03-02".into(), -1, 1),
+        ]
+    );
+    assert_eq!(unfolded_changes(pool).await, 0);
+    // and a fold with nothing to do changes nothing
+    assert_eq!(
+        sla::store::fold_count_changes(pool).await.unwrap(),
+        sla::store::Folded::default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,6 @@
 //! The `sla` projection: decides each ticket event's SLA events with the domain's engine,
 //! appends them to the event store as the ticket's `TicketSla` aggregate, and keeps
-//! `sla_state`, `sla_metric` and `sla_report_counts` — all in one transaction per event, or
+//! `sla_state`, `sla_metric` and the report counts — all in one transaction per event, or
 //! per run of a lane's ticket events when each is its ticket's next.
 //!
 //! `Ticket` events are decided one by one. An `SlaPolicy` event (a policy created or changed)
@@ -345,7 +345,7 @@ impl Projection for SlaProjection {
         crate::reset_tables(
             &self.pool,
             &self.name,
-            "sla_state, sla_metric, sla_report_counts",
+            "sla_state, sla_metric, sla_report_counts, sla_report_count_changes",
         )
         .await
     }

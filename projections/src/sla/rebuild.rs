@@ -207,7 +207,16 @@ async fn prepare(tx: &mut Transaction<'_, Postgres>) -> Result<(u64, Shadow), Pr
     // table lock excludes: the writers' lock waits for those that started and holds off the
     // rest, before the tables are locked (the same order as theirs: no deadlock).
     store::lock_out_writers(tx).await?;
-    sqlx::query("LOCK TABLE sla_state, sla_metric, sla_report_counts IN EXCLUSIVE MODE")
+    sqlx::query(
+        "LOCK TABLE sla_state, sla_metric, sla_report_counts, sla_report_count_changes \
+         IN EXCLUSIVE MODE",
+    )
+    .execute(&mut **tx)
+    .await?;
+    // The rebuilt counts hold every change written so far (the writers and folders are locked
+    // out). Deleted rather than truncated: reports go on reading the old counts and changes
+    // until the rebuild commits.
+    sqlx::query("DELETE FROM sla_report_count_changes")
         .execute(&mut **tx)
         .await?;
     sqlx::query(
