@@ -12,7 +12,11 @@
 -- The same checks as sla_report_counts (LIKE … INCLUDING CONSTRAINTS copies the CHECKs and the
 -- NOT NULLs, not the primary key), so a writer's bad row fails its own write rather than a fold.
 -- No index: the folder reads the whole table, and a report's slice of it is a few seconds of
--- changes. The folder vacuums it itself, so it stays small whatever autovacuum does.
-CREATE TABLE sla_report_count_changes (LIKE sla_report_counts INCLUDING CONSTRAINTS);
+-- changes. The folder vacuums it itself, so it stays small whatever autovacuum does; a vacuum
+-- does not give the emptied pages back (vacuum_truncate off), since that takes an ACCESS
+-- EXCLUSIVE lock that writers and reports would queue behind (and that a hot standby replays
+-- by cancelling its queries), and the pages are filled again within seconds.
+CREATE TABLE sla_report_count_changes (LIKE sla_report_counts INCLUDING CONSTRAINTS)
+    WITH (vacuum_truncate = off);
 ALTER TABLE sla_report_count_changes
     ADD CONSTRAINT sla_report_count_changes_count_check CHECK (count <> 0);

@@ -25,7 +25,7 @@ use helpdesk_domain::ticket::{
 };
 use helpdesk_domain::{Actor, Role};
 use helpdesk_projections::runtime::{self, RuntimeSettings};
-use helpdesk_projections::sla::{self, BreachWatcher, SlaProjection};
+use helpdesk_projections::sla::{self, BreachWatcher, CountFolder, SlaProjection};
 use helpdesk_projections::{Applied, Projection};
 use helpdesk_schemas::EventEnvelope;
 use serde_json::{Value, json};
@@ -114,7 +114,8 @@ fn priority(to: Priority) -> TicketCommand {
     TicketCommand::ChangePriority { to }
 }
 
-/// Starts the relay and the `sla` projection's consumer.
+/// Starts the relay, the `sla` projection's consumer and a report counts' folder (which folds
+/// while the projection writes; the tests compare counts folded or not).
 fn start_pipeline(harness: &Harness) -> Vec<tokio::task::JoinHandle<()>> {
     let mut settings = RuntimeSettings::new(harness.prefix.clone());
     settings.retry_delay = Duration::from_millis(20);
@@ -122,6 +123,7 @@ fn start_pipeline(harness: &Harness) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         harness.start_relay(),
         tokio::spawn(runtime::run(harness.nats(), projection, settings)),
+        tokio::spawn(CountFolder::new(harness.pool.clone()).run()),
     ]
 }
 

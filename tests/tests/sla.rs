@@ -872,22 +872,31 @@ async fn a_count_of_minutes_that_are_not_a_bucket_is_refused() {
         .await
         .unwrap();
     let pool = helpdesk_platform::db::connect(&database, 1).await.unwrap();
-    let insert = |minutes: i64| {
-        sqlx::query(
-            "INSERT INTO sla_report_counts VALUES \
-                 ('resolution', 'priority', 'day', '2026-11-21', 'normal', 'breached', $1, 1)",
-        )
-        .bind(minutes)
-        .execute(&pool)
-    };
+    // in the counts and in the changes writers append (a bad change fails its own write, not
+    // every later fold), and a change of zero is refused too
+    for table in ["sla_report_counts", "sla_report_count_changes"] {
+        let sql = format!(
+            "INSERT INTO {table} VALUES \
+                 ('resolution', 'priority', 'day', '2026-11-21', 'normal', 'breached', $1, $2)"
+        );
+        let insert =
+            |minutes: i64, count: i64| sqlx::query(&sql).bind(minutes).bind(count).execute(&pool);
 
-    let refused = insert(1_237).await.unwrap_err().to_string();
+        let refused = insert(1_237, 1).await.unwrap_err().to_string();
 
-    assert!(
-        refused.contains("sla_report_counts_minutes_bucketed"),
-        "{refused}"
-    );
-    insert(histogram::bucket_of(1_237) as i64).await.unwrap();
+        assert!(
+            refused.contains("sla_report_counts_minutes_bucketed"),
+            "{table}: {refused}"
+        );
+        insert(histogram::bucket_of(1_237) as i64, 1).await.unwrap();
+        if table == "sla_report_count_changes" {
+            let refused = insert(30, 0).await.unwrap_err().to_string();
+            assert!(
+                refused.contains("sla_report_count_changes_count_check"),
+                "{refused}"
+            );
+        }
+    }
     pool.close().await;
 }
 

@@ -36,16 +36,28 @@ impl CountFolder {
     pub async fn run(self) {
         let mut folds = 0u32;
         loop {
-            match store::fold_count_changes(&self.pool).await {
-                Ok(folded) if folded.below_zero > 0 => tracing::error!(
-                    rows = folded.below_zero,
-                    "SLA report counts fell below zero (an outcome taken back that was never \
-                     counted); rebuild the SLA view: helpdesk projections rebuild sla"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "could not fold SLA report count changes"),
-            }
-            folds += 1;
+            let pause = match store::fold_count_changes(&self.pool).await {
+                Ok(folded) => {
+                    if folded.below_zero > 0 {
+                        tracing::error!(
+                            rows = folded.below_zero,
+                            "SLA report counts fell below zero (an outcome taken back that was \
+                             never counted); rebuild the SLA view: helpdesk projections rebuild sla"
+                        );
+                    }
+                    // A backlog is folded in bounded steps: go on at once while one is full.
+                    if folded.changes >= store::FOLD_AT_MOST.unsigned_abs() {
+                        Duration::ZERO
+                    } else {
+                        FOLD_EVERY
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not fold SLA report count changes");
+                    FOLD_EVERY
+                }
+            };
+            folds = folds.wrapping_add(1);
             if folds.is_multiple_of(FOLDS_PER_VACUUM)
                 && let Err(error) = sqlx::query("VACUUM sla_report_count_changes")
                     .execute(&self.pool)
@@ -53,7 +65,7 @@ impl CountFolder {
             {
                 tracing::debug!(%error, "could not vacuum sla_report_count_changes");
             }
-            tokio::time::sleep(FOLD_EVERY).await;
+            tokio::time::sleep(pause).await;
         }
     }
 }

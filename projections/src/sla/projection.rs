@@ -345,7 +345,8 @@ impl Projection for SlaProjection {
         crate::reset_tables(
             &self.pool,
             &self.name,
-            "sla_state, sla_metric, sla_report_counts, sla_report_count_changes",
+            // the changes before the counts: the order a fold locks them in
+            "sla_state, sla_metric, sla_report_count_changes, sla_report_counts",
         )
         .await
     }

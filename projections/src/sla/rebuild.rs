@@ -19,11 +19,13 @@
 //! was lost while the consumer had acknowledged events, those events are gone from the
 //! consumer: reset the consumer, see docs/architecture.md.)
 //!
-//! **One transaction.** The rebuild locks out the SLA writers (their advisory lock, see
-//! `store::lock_tickets`) and the three tables against any other writer (`EXCLUSIVE`),
-//! fills bare copies of them, indexes the copies, puts them in place of the tables and commits
-//! (`super::shadow`): reports keep reading the old rows until the new ones are complete, and
-//! the projection and the breach watchers wait rather than interleave.
+//! **One transaction.** The rebuild locks out the SLA writers and the count folders (their
+//! advisory lock, see `store::lock_tickets`) and the three tables and the count changes against
+//! any other writer (`EXCLUSIVE`), deletes the count changes (the rebuilt counts hold them),
+//! fills bare copies of the three, indexes the copies, puts them in place of the tables and
+//! commits (`super::shadow`): reports keep reading the old rows until the new ones are
+//! complete, and the projection, the breach watchers and the folders wait rather than
+//! interleave.
 
 use std::time::{Duration, Instant};
 

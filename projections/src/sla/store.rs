@@ -1,8 +1,8 @@
 //! The SQL of the SLA read model: the per-ticket state row and its lock, the `sla_metric` rows,
 //! the report counts, and appending `TicketSla` events to the event store.
 //!
-//! Every function takes the caller's transaction: a ticket's SLA events, rows, counts and state
-//! are committed together or not at all.
+//! Every function but [`fold_count_changes`] takes the caller's transaction: a ticket's SLA
+//! events, rows, count changes and state are committed together or not at all.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -483,11 +483,11 @@ pub async fn insert_rows(
     columns.insert(tx, &INSERT_METRIC).await
 }
 
-/// Adds a tally to `sla_report_counts` and deletes rows that reached zero.
+/// Adds a tally to `sla_report_counts` and deletes rows that reached zero: the rebuild's
+/// writer, which has the tables to itself (live writers append changes instead: [`write`]).
 ///
-/// Rows are upserted in key order, the same in every transaction, so two transactions that
-/// touch the same counts wait for each other instead of deadlocking. The changes are sent as
-/// one array per column (`UNNEST`), so Postgres parses no JSON for them.
+/// Rows are upserted in key order. The changes are sent as one array per column (`UNNEST`), so
+/// Postgres parses no JSON for them.
 pub async fn apply_tally(
     tx: &mut Transaction<'_, Postgres>,
     tally: &Tally,
@@ -844,12 +844,18 @@ pub const CURRENT_COUNTS: &str = "SELECT jsonb_build_object('metric', metric, \
      HAVING sum(count) <> 0 \
       ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes";
 
-/// Moves every committed count change into `sla_report_counts`, summed per count row, and
-/// returns how many there were, how many count rows they changed and how many of those
+/// Changes folded at most per [`fold_count_changes`], so that a fold after a long pause (a
+/// folder down, changes piled up) holds its transaction id for a bounded time.
+pub const FOLD_AT_MOST: i64 = 50_000;
+
+/// Moves up to `$1` committed count changes into `sla_report_counts`, summed per count row,
+/// and returns how many there were, how many count rows they changed and how many of those
 /// rows ended below zero; rows they took to zero are deleted in a second statement.
 static FOLD: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH moved AS (DELETE FROM sla_report_count_changes RETURNING *), \
+        "WITH moved AS (DELETE FROM sla_report_count_changes WHERE ctid = ANY(ARRAY( \
+                            SELECT ctid FROM sla_report_count_changes LIMIT $1)) \
+                        RETURNING *), \
               summed AS (SELECT {COUNT_KEY}, sum(count)::bigint AS count FROM moved \
                           GROUP BY {COUNT_KEY} HAVING sum(count) <> 0), \
               added AS (INSERT INTO sla_report_counts AS c \
@@ -887,8 +893,9 @@ pub struct Folded {
     pub skipped: bool,
 }
 
-/// Folds the committed report count changes into `sla_report_counts`, in one transaction: sums
-/// them per count row, adds the sums, deletes the rows that reached zero and the changes.
+/// Folds the committed report count changes (up to [`FOLD_AT_MOST`]) into
+/// `sla_report_counts`, in one transaction of its own: sums them per count row, adds the sums,
+/// deletes the rows that reached zero and the changes.
 ///
 /// One folder at a time (an advisory lock, tried: a second folder skips); a rebuild locks them
 /// all out as it does the writers. A change committed while the fold runs is not in its
@@ -912,7 +919,10 @@ pub async fn fold_count_changes(pool: &sqlx::PgPool) -> Result<Folded, Projectio
         });
     }
     let (changes, counts, below_zero, zeros): (i64, i64, i64, serde_json::Value) =
-        sqlx::query_as(&FOLD).fetch_one(&mut *tx).await?;
+        sqlx::query_as(&FOLD)
+            .bind(FOLD_AT_MOST)
+            .fetch_one(&mut *tx)
+            .await?;
     if zeros.as_array().is_some_and(|zeros| !zeros.is_empty()) {
         sqlx::query(DELETE_FOLDED_ZEROS)
             .bind(zeros)
