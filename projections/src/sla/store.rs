@@ -519,14 +519,20 @@ fn count_changes(first: usize) -> String {
 
 /// Adding [`CountColumns`] bound from `$first` to the counts, returning each new count.
 fn add_counts_sql(first: usize) -> String {
+    upsert_counts_sql(&count_changes(first), "c.count")
+}
+
+/// The count key columns of `sla_report_counts` (and of `sla_report_count_changes`).
+const COUNT_KEY: &str = "metric, dimension, granularity, period, key, outcome, business_minutes";
+
+/// Adding the rows of `source` (count key columns, then `count`) to the counts in key order,
+/// returning `returning` of each changed count row (named `c`).
+fn upsert_counts_sql(source: &str, returning: &str) -> String {
     format!(
         "INSERT INTO sla_report_counts AS c \
-         SELECT * FROM {} \
-          ORDER BY metric, dimension, granularity, period, key, outcome, business_minutes \
-         ON CONFLICT (metric, dimension, granularity, period, key, outcome, business_minutes) \
-         DO UPDATE SET count = c.count + EXCLUDED.count \
-         RETURNING c.count",
-        count_changes(first)
+         SELECT * FROM {source} ORDER BY {COUNT_KEY} \
+         ON CONFLICT ({COUNT_KEY}) DO UPDATE SET count = c.count + EXCLUDED.count \
+         RETURNING {returning}"
     )
 }
 
@@ -830,9 +836,6 @@ pub async fn write(
     Ok(())
 }
 
-/// The count key columns of `sla_report_counts` (and of `sla_report_count_changes`).
-const COUNT_KEY: &str = "metric, dimension, granularity, period, key, outcome, business_minutes";
-
 /// Every report count as of now, folded or not, in key order: the rows `sla_report_counts`
 /// would hold after a fold, as JSON objects of its columns (what a rebuild is compared
 /// against).
@@ -858,14 +861,12 @@ static FOLD: LazyLock<String> = LazyLock::new(|| {
                         RETURNING *), \
               summed AS (SELECT {COUNT_KEY}, sum(count)::bigint AS count FROM moved \
                           GROUP BY {COUNT_KEY} HAVING sum(count) <> 0), \
-              added AS (INSERT INTO sla_report_counts AS c \
-                        SELECT * FROM summed ORDER BY {COUNT_KEY} \
-                        ON CONFLICT ({COUNT_KEY}) DO UPDATE SET count = c.count + EXCLUDED.count \
-                        RETURNING c.*) \
+              added AS ({}) \
          SELECT (SELECT count(*) FROM moved), \
                 (SELECT count(*) FROM added), \
                 (SELECT count(*) FROM added WHERE count < 0), \
-                (SELECT coalesce(jsonb_agg(to_jsonb(added)), '[]') FROM added WHERE count = 0)"
+                (SELECT coalesce(jsonb_agg(to_jsonb(added)), '[]') FROM added WHERE count = 0)",
+        upsert_counts_sql("summed", "c.*")
     )
 });
 
