@@ -14,7 +14,7 @@ use helpdesk_command_api::relay::{Relay, RelaySettings};
 use helpdesk_command_api::{AppState, DOCS_PATH};
 use helpdesk_platform::auth::{self, Claims, Verifier};
 use helpdesk_platform::{Config, db, nats, telemetry};
-use helpdesk_projections::runtime::{self, RuntimeSettings};
+use helpdesk_projections::runtime::{self, Gather, RuntimeSettings};
 use helpdesk_projections::sla::{self, BreachWatcher, CountFolder, SlaProjection};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Projection, dead_letters, rebuild};
@@ -73,7 +73,9 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         // Breaches that fall due between ticket events; several processes may each run one.
         tokio::spawn(BreachWatcher::new(pool.clone()).run());
         // Report count changes into the report counts; likewise one per process.
-        tokio::spawn(CountFolder::new(pool.clone()).run());
+        let folder = CountFolder::new(pool.clone());
+        state = state.with_count_folder(folder.stats());
+        tokio::spawn(folder.run());
     }
     let names = running.iter().map(|p| p.name().to_owned()).collect();
     let state = state.with_pipeline(&config.nats_prefix, names);
@@ -83,7 +85,7 @@ pub async fn up(config: Config) -> Result<(), StartError> {
         tokio::spawn(relay(&config, &state).run());
     }
     for projection in running {
-        let settings = runtime_settings(&config);
+        let settings = runtime_settings(&config, projection.name());
         tokio::spawn(runtime::run(state.nats.clone(), projection, settings));
     }
     let (router, _) = router(state);
@@ -300,9 +302,17 @@ fn projection_named(pool: &sqlx::PgPool, name: &str) -> Result<Arc<dyn Projectio
     })
 }
 
-fn runtime_settings(config: &Config) -> RuntimeSettings {
+/// How the runtime feeds the projection called `name`: the `sla` projection's lanes gather
+/// its transactions (`HELPDESK_SLA_BATCH_WAIT_MS`), the others hand over what they hold.
+fn runtime_settings(config: &Config, name: &str) -> RuntimeSettings {
     let mut settings = RuntimeSettings::new(config.nats_prefix.clone());
     settings.max_deliver = config.projection_max_deliver;
+    if name == sla::NAME {
+        settings.gather = Gather {
+            wait: config.sla_batch_wait,
+            enough: sla::BATCH_ENOUGH,
+        };
+    }
     settings
 }
 
@@ -320,7 +330,7 @@ pub async fn project(config: Config, name: &str) -> Result<(), StartError> {
         tokio::spawn(CountFolder::new(pool.clone()).run());
     }
     tokio::select! {
-        () = runtime::run(nats, projection, runtime_settings(&config)) => {}
+        () = runtime::run(nats, projection, runtime_settings(&config, name)) => {}
         () = shutdown_signal() => {}
     }
     Ok(())

@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use helpdesk_platform::overload::InFlight;
 use helpdesk_platform::pipeline::ProjectionStatus;
+use helpdesk_projections::sla::{self, FoldStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -74,6 +75,11 @@ pub struct Metrics {
     realtime_summary_read_seconds: Gauge<f64, AtomicU64>,
     http_in_flight: Gauge,
     http_turned_away: Gauge,
+    count_changes_unfolded: Gauge,
+    count_folds: Gauge,
+    count_changes_folded: Gauge,
+    count_fold_seconds: Gauge<f64, AtomicU64>,
+    counts_below_zero: Gauge,
 }
 
 impl Metrics {
@@ -189,7 +195,44 @@ impl Metrics {
              HELPDESK_MAX_IN_FLIGHT were in flight",
             http_turned_away.clone(),
         );
+        let count_changes_unfolded = Gauge::default();
+        let count_folds = Gauge::default();
+        let count_changes_folded = Gauge::default();
+        let count_fold_seconds = Gauge::<f64, AtomicU64>::default();
+        let counts_below_zero = Gauge::default();
+        registry.register(
+            "sla_report_count_changes_unfolded",
+            "SLA report count changes not folded into the report counts yet (read at scrape \
+             time, counted up to a million; -1 when the database could not be read)",
+            count_changes_unfolded.clone(),
+        );
+        registry.register(
+            "sla_report_count_folds",
+            "Folds of SLA report count changes this instance's folder did since start-up",
+            count_folds.clone(),
+        );
+        registry.register(
+            "sla_report_count_changes_folded",
+            "SLA report count changes this instance's folder folded since start-up",
+            count_changes_folded.clone(),
+        );
+        registry.register(
+            "sla_report_count_fold_seconds",
+            "Time this instance's folder spent folding since start-up",
+            count_fold_seconds.clone(),
+        );
+        registry.register(
+            "sla_report_counts_below_zero",
+            "SLA report count rows this instance's folder left below zero since start-up (a \
+             bug; reports read them as zero until `helpdesk projections rebuild sla`)",
+            counts_below_zero.clone(),
+        );
         Metrics {
+            count_changes_unfolded,
+            count_folds,
+            count_changes_folded,
+            count_fold_seconds,
+            counts_below_zero,
             http_in_flight,
             http_turned_away,
             realtime_connections,
@@ -276,6 +319,19 @@ impl Metrics {
         self.http_turned_away.set(count(in_flight.turned_away()));
     }
 
+    /// Records the report count folder's figures (at scrape time): the changes not folded yet
+    /// (`None`: unreadable), and what this process's folder did, when it runs one.
+    pub fn record_count_folder(&self, unfolded: Option<i64>, folder: Option<&FoldStats>) {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.count_changes_unfolded.set(unfolded.unwrap_or(-1));
+        if let Some(folder) = folder {
+            self.count_folds.set(count(folder.folds()));
+            self.count_changes_folded.set(count(folder.changes()));
+            self.count_fold_seconds.set(folder.seconds());
+            self.counts_below_zero.set(count(folder.below_zero()));
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
@@ -348,6 +404,13 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
             .record_realtime(realtime.stats(), realtime.cursor(), lag);
     }
     state.metrics.record_in_flight(&state.in_flight);
+    let unfolded = sla::store::unfolded_count_changes(&state.pool)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "could not count the unfolded SLA changes"))
+        .ok();
+    state
+        .metrics
+        .record_count_folder(unfolded, state.count_folder.as_deref());
     match state.metrics.render() {
         Ok(text) => {
             let mut response = text.into_response();

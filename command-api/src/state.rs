@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use helpdesk_platform::auth::Verifier;
 use helpdesk_platform::overload::InFlight;
 use helpdesk_platform::pipeline::Pipeline;
+use helpdesk_projections::sla::FoldStats;
 
 use crate::metrics::Metrics;
 use crate::store::TicketRepository;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub realtime: Option<Realtime>,
     /// The bound on API requests handled at once (`admission`).
     pub in_flight: Arc<InFlight>,
+    /// What this process's report count folder did, when it runs one.
+    pub count_folder: Option<Arc<FoldStats>>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
             in_flight: Arc::new(InFlight::new(
                 helpdesk_platform::config::defaults::MAX_IN_FLIGHT,
             )),
+            count_folder: None,
         }
     }
 }
@@ -112,6 +116,12 @@ impl AppState {
     /// Handles at most `limit` API requests at once (`HELPDESK_MAX_IN_FLIGHT`).
     pub fn with_max_in_flight(mut self, limit: usize) -> Self {
         self.in_flight = Arc::new(InFlight::new(limit));
+        self
+    }
+
+    /// Reports what this process's report count folder does at `/metrics`.
+    pub fn with_count_folder(mut self, stats: Arc<FoldStats>) -> Self {
+        self.count_folder = Some(stats);
         self
     }
 

@@ -73,6 +73,9 @@ pub struct Config {
     pub relay_thread: bool,
     /// `HELPDESK_PROJECTION_MAX_DELIVER`: failed deliveries before an event is dead-lettered.
     pub projection_max_deliver: i64,
+    /// `HELPDESK_SLA_BATCH_WAIT_MS`: how long a lane of the `sla` projection holds its first
+    /// event for more to join its transaction (zero: it hands over what it holds at once).
+    pub sla_batch_wait: Duration,
     /// Where ticket search lives.
     pub search: SearchConfig,
     /// `HELPDESK_AUDIT_ANCHOR_SECS`: how often `helpdesk up` appends an audit anchor (a hash
@@ -159,6 +162,8 @@ pub mod defaults {
     pub const DB_MAX_CONNECTIONS: u32 = 20;
     /// Default for `HELPDESK_MAX_IN_FLIGHT`.
     pub const MAX_IN_FLIGHT: usize = 256;
+    /// Default for `HELPDESK_SLA_BATCH_WAIT_MS`.
+    pub const SLA_BATCH_WAIT_MS: u64 = 20;
     /// Default for `HELPDESK_AUDIT_ANCHOR_SECS` (hourly).
     pub const AUDIT_ANCHOR_SECS: u64 = 3600;
 }
@@ -249,6 +254,13 @@ impl Config {
             "HELPDESK_PROJECTION_MAX_DELIVER",
             &get("HELPDESK_PROJECTION_MAX_DELIVER", "5"),
         )?;
+        let sla_batch_wait_ms = parse_whole_number(
+            "HELPDESK_SLA_BATCH_WAIT_MS",
+            &get(
+                "HELPDESK_SLA_BATCH_WAIT_MS",
+                &defaults::SLA_BATCH_WAIT_MS.to_string(),
+            ),
+        )?;
         let data_dir = PathBuf::from(get("HELPDESK_DATA_DIR", defaults::DATA_DIR));
         let search = SearchConfig {
             index_dir: lookup("SEARCH_INDEX_DIR")
@@ -303,6 +315,7 @@ impl Config {
             search,
             audit_anchor_interval: Duration::from_secs(audit_anchor_secs),
             projection_max_deliver: i64::try_from(projection_max_deliver).unwrap_or(i64::MAX),
+            sla_batch_wait: Duration::from_millis(sla_batch_wait_ms),
             relay_in_process,
             relay_thread,
             relay_poll_interval: Duration::from_millis(relay_poll_ms),
@@ -355,6 +368,14 @@ fn parse_number(variable: &'static str, value: &str) -> Result<u64, ConfigError>
     }
 }
 
+/// Like [`parse_number`], with zero allowed (for a setting that zero turns off).
+fn parse_whole_number(variable: &'static str, value: &str) -> Result<u64, ConfigError> {
+    value.parse::<u64>().map_err(|_| ConfigError {
+        variable,
+        reason: format!("{value:?} is not a whole number (0 or more)"),
+    })
+}
+
 /// The prefix becomes part of stream names (upper-cased: `HELPDESK_EVENTS`) and subjects, where NATS allows
 /// only a restricted alphabet.
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
@@ -396,6 +417,18 @@ mod tests {
         assert_eq!(config.audit_anchor_interval, Duration::from_secs(3600));
         assert_eq!(config.realtime.summary_cache, 50_000);
         assert_eq!(config.max_in_flight, 256);
+        assert_eq!(config.sla_batch_wait, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn the_sla_lanes_wait_as_long_as_told_or_not_at_all() {
+        let config = config_from(&[("HELPDESK_SLA_BATCH_WAIT_MS", "0")]).unwrap();
+        assert_eq!(config.sla_batch_wait, Duration::ZERO);
+        let config = config_from(&[("HELPDESK_SLA_BATCH_WAIT_MS", "50")]).unwrap();
+        assert_eq!(config.sla_batch_wait, Duration::from_millis(50));
+        let error = config_from(&[("HELPDESK_SLA_BATCH_WAIT_MS", "-1")]).unwrap_err();
+        assert_eq!(error.variable, "HELPDESK_SLA_BATCH_WAIT_MS");
+        assert_eq!(error.reason, "\"-1\" is not a whole number (0 or more)");
     }
 
     #[test]

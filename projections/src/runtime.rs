@@ -45,6 +45,21 @@ pub struct RuntimeSettings {
     /// First retry delay for a failing event; doubles per delivery, capped at 10 s (30 s while
     /// the read model is unreachable).
     pub retry_delay: Duration,
+    /// How a lane gathers a batch before handing it over (by default it hands over whatever
+    /// it holds at once).
+    pub gather: Gather,
+}
+
+/// How long a lane holds a batch for more events to join it. A projection that pays per
+/// commit — the `sla` projection's transaction of several statements — makes fewer, larger
+/// commits when its lanes wait a little; a lane that already holds `enough` events, as under
+/// a backlog, hands them over at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gather {
+    /// The longest a lane holds its first event for others to join (zero: not at all).
+    pub wait: Duration,
+    /// Events that end the wait (at most a lane's batch, 256).
+    pub enough: usize,
 }
 
 impl RuntimeSettings {
@@ -54,6 +69,7 @@ impl RuntimeSettings {
             prefix: prefix.into(),
             max_deliver: 5,
             retry_delay: Duration::from_millis(200),
+            gather: Gather::default(),
         }
     }
 }
@@ -127,6 +143,7 @@ async fn consume(
                 let mut batch = Vec::with_capacity(LANE_BATCH);
                 let mut settling = tokio::task::JoinSet::new();
                 while receiver.recv_many(&mut batch, LANE_BATCH).await > 0 {
+                    gather_more(&mut receiver, &mut batch, settings.gather).await;
                     let messages = std::mem::take(&mut batch);
                     let submitted = submit_batch(projection.as_ref(), messages).await;
                     let (js, projection, settings) =
@@ -176,6 +193,29 @@ async fn consume(
         .save_checkpoint(applied_up_to.load(Ordering::Relaxed))
         .await;
     result
+}
+
+/// Lets more messages join a lane's `batch` for up to `gather.wait`, until it holds
+/// `gather.enough` (or the lane's channel closes).
+async fn gather_more(
+    receiver: &mut mpsc::Receiver<jetstream::Message>,
+    batch: &mut Vec<jetstream::Message>,
+    gather: Gather,
+) {
+    let enough = gather.enough.min(LANE_BATCH);
+    if gather.wait.is_zero() || batch.len() >= enough {
+        return;
+    }
+    let until = tokio::time::Instant::now() + gather.wait;
+    while batch.len() < enough {
+        // `recv_many` is cancel-safe: a message it had not taken when the wait ran out stays
+        // in the channel for the next batch.
+        let more = receiver.recv_many(batch, LANE_BATCH - batch.len());
+        match tokio::time::timeout_at(until, more).await {
+            Ok(received) if received > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 /// Saves the highest applied position every `CHECKPOINT_EVERY` when it moved.

@@ -883,6 +883,40 @@ async fn a_fold_sums_the_changes_into_the_counts_deletes_rows_at_zero_and_only_o
     );
 }
 
+#[tokio::test]
+async fn a_folder_counts_what_it_folds_and_the_rows_it_leaves_below_zero() {
+    // Given a change taking back a breach that was never counted
+    let harness = Harness::start().await;
+    let pool = &harness.pool;
+    sqlx::query(
+        "INSERT INTO sla_report_count_changes VALUES \
+         ('resolution', 'priority', 'day', '2026-03-04', 'normal', 'breached', -1, -1)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    assert_eq!(sla::store::unfolded_count_changes(pool).await.unwrap(), 1);
+    // When a folder runs
+    let folder = CountFolder::new(pool.clone());
+    let stats = folder.stats();
+    let running = tokio::spawn(folder.run());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stats.folds() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no fold in 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+    // Then its figures say it folded the one change and left a row below zero
+    assert_eq!((stats.changes(), stats.below_zero()), (1, 1));
+    assert!(stats.seconds() > 0.0);
+    assert_eq!(sla::store::unfolded_count_changes(pool).await.unwrap(), 0);
+    let count: i64 = sqlx::query_scalar("SELECT count FROM sla_report_counts")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(count, -1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_policy_created_or_changed_later_reaches_open_tickets_at_once_and_replays_identically() {
     // Given a normal and a low priority ticket opened while no policy exists

@@ -8,10 +8,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use helpdesk_domain::ticket::{Priority, TicketCommand};
-use helpdesk_projections::runtime::{self, RuntimeSettings};
+use helpdesk_projections::runtime::{self, Gather, RuntimeSettings};
 use helpdesk_projections::ticket_summary::TicketSummary;
 use helpdesk_projections::{Applied, Projection, ProjectionError, dead_letters, rebuild};
 use helpdesk_schemas::EventEnvelope;
@@ -535,4 +536,101 @@ async fn a_rebuild_reads_version_1_replies() {
     let rows = harness.summary().await;
     assert_eq!(rows[0]["reply_count"], 1);
     assert_eq!(rows[0]["last_sequence"], 2);
+}
+
+/// Records the size of every batch a lane hands over.
+struct Batches {
+    inner: TicketSummary,
+    sizes: Mutex<Vec<usize>>,
+}
+
+impl Batches {
+    fn new(harness: &Harness) -> Arc<Self> {
+        Arc::new(Batches {
+            inner: TicketSummary::new(harness.pool.clone()),
+            sizes: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl Projection for Batches {
+    fn name(&self) -> &str {
+        "gathered_summary"
+    }
+
+    async fn apply(&self, envelope: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        self.inner.apply(envelope).await
+    }
+
+    async fn apply_batch(
+        &self,
+        envelopes: &[EventEnvelope],
+    ) -> Vec<Result<Applied, ProjectionError>> {
+        self.sizes.lock().unwrap().push(envelopes.len());
+        self.inner.apply_batch(envelopes).await
+    }
+
+    async fn reset(&self) -> Result<(), ProjectionError> {
+        self.inner.reset().await
+    }
+
+    async fn save_checkpoint(&self, position: i64) -> Result<(), ProjectionError> {
+        self.inner.save_checkpoint(position).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_holds_its_batch_until_enough_events_have_joined_it() {
+    // Given a lane that waits (as good as) forever for a worked ticket's events
+    let harness = Harness::start().await;
+    let relay = harness.start_relay();
+    let batches = Batches::new(&harness);
+    let mut settings = settings(&harness);
+    settings.gather = Gather {
+        wait: Duration::from_secs(3600),
+        enough: 4,
+    };
+    let worker = tokio::spawn(runtime::run(harness.nats(), batches.clone(), settings));
+    // When the ticket's commands come one after another, each published on its own
+    harness.worked_ticket(0).await;
+    assert_eq!(harness.event_count().await, 4);
+    harness.wait_until_projected().await;
+    // Then the projection got them in one batch (without the wait: as they came, [3, 1] here)
+    assert_eq!(*batches.sizes.lock().unwrap(), [4]);
+    worker.abort();
+    relay.abort();
+    harness.delete_streams().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_hands_its_batch_over_when_the_wait_runs_out() {
+    // Given lanes that wait 100 ms for a thousand events each, far more than will come
+    let harness = Harness::start().await;
+    let relay = harness.start_relay();
+    let batches = Batches::new(&harness);
+    let mut settings = settings(&harness);
+    settings.gather = Gather {
+        wait: Duration::from_millis(100),
+        enough: 1000,
+    };
+    let worker = tokio::spawn(runtime::run(harness.nats(), batches.clone(), settings));
+    // When three tickets are worked
+    for n in 0..3 {
+        harness.worked_ticket(n).await;
+    }
+    // Then every event is applied all the same, in batches of at most a lane's 256
+    harness.wait_until_projected().await;
+    let sizes = batches.sizes.lock().unwrap().clone();
+    assert_eq!(
+        sizes.iter().sum::<usize>() as i64,
+        harness.event_count().await
+    );
+    assert!(
+        sizes.iter().all(|size| (1..=256).contains(size)),
+        "{sizes:?}"
+    );
+    worker.abort();
+    relay.abort();
+    harness.delete_streams().await;
 }

@@ -38,6 +38,15 @@ pub fn helpdesk_binary() -> PathBuf {
     binary
 }
 
+/// A metric's value from a Prometheus text exposition (`Product::metrics`); panics when the
+/// text does not have it.
+pub fn metric(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
 /// A running `helpdesk up` process.
 pub struct Product {
     /// Base URL of the API, e.g. `http://127.0.0.1:41234`.
@@ -112,6 +121,16 @@ impl Product {
         ];
         shared.extend_from_slice(env);
         Product::start_with(database_url, &shared).await
+    }
+
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("the product answers /metrics")
+            .text()
+            .await
+            .expect("a /metrics text")
     }
 
     /// Mints a token with `helpdesk token`, as an operator would.

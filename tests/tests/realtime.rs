@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use helpdesk_tests::realtime::{SseClient, WsClient};
-use helpdesk_tests::{Product, postgres_server_url};
+use helpdesk_tests::{Product, metric, postgres_server_url};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -336,27 +336,9 @@ async fn a_customer_feed_never_carries_another_customers_ticket_or_an_internal_n
     product.stop().await;
 }
 
-/// A metric's value from a Prometheus text exposition.
-fn metric(text: &str, name: &str) -> i64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
-}
-
-/// The product's `/metrics` text.
-async fn metrics_text(product: &Product) -> String {
-    reqwest::get(format!("{}/metrics", product.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// `helpdesk_realtime_lag` from the product's `/metrics`.
 async fn feed_lag(product: &Product) -> i64 {
-    metric(&metrics_text(product).await, "helpdesk_realtime_lag")
+    metric(&product.metrics().await, "helpdesk_realtime_lag")
 }
 
 /// Polls the feed's lag until `wanted` holds, for at most `seconds`; returns the last value.
@@ -438,7 +420,7 @@ async fn a_ticket_the_summary_cache_let_go_is_read_once_then_folded_from_the_cac
     let reads = |text: &str| metric(text, "helpdesk_realtime_summary_reads");
     let seen = updates(&mut ws, 3).await;
     assert_eq!(key(&seen[2]), (second, 1, "TicketOpened".into()));
-    assert_eq!(reads(&metrics_text(&product).await), 0);
+    assert_eq!(reads(&product.metrics().await), 0);
 
     agent.priority(&first, "high").await;
     let pushed = ws.next_of("update").await;
@@ -452,7 +434,7 @@ async fn a_ticket_the_summary_cache_let_go_is_read_once_then_folded_from_the_cac
         (&json!(["printer"]), &json!("high"))
     );
     assert_eq!(
-        reads(&metrics_text(&product).await),
+        reads(&product.metrics().await),
         1,
         "the evicted ticket is read once"
     );
@@ -463,7 +445,7 @@ async fn a_ticket_the_summary_cache_let_go_is_read_once_then_folded_from_the_cac
         (&pushed["ticket"]["version"], &pushed["ticket"]["status"]),
         (&json!(4), &json!("open"))
     );
-    let text = metrics_text(&product).await;
+    let text = product.metrics().await;
     assert_eq!(
         reads(&text),
         1,
@@ -485,7 +467,7 @@ async fn a_client_that_never_reads_is_dropped_while_others_keep_receiving() {
     ])
     .await;
     let agent = Caller::new(&product, "agent", "agent-7").await;
-    let metrics = || metrics_text(&product);
+    let metrics = || product.metrics();
     let mut slow = WsClient::connect_with_small_buffer(&product.url, &agent.token).await;
     slow.subscribe(json!({"id": "all", "queue": {}})).await;
     let mut fast = WsClient::connect(&product.url, &agent.token).await;

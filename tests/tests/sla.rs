@@ -18,7 +18,7 @@ use helpdesk_domain::ticket::{
     Author, AuthorKind, Channel, Priority, ReplyAdded, Requester, Status, TicketAssigned,
     TicketEvent, TicketOpened, TicketStatusChanged, Visibility,
 };
-use helpdesk_tests::{Product, postgres_server_url};
+use helpdesk_tests::{Product, metric, postgres_server_url};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -596,6 +596,13 @@ async fn compliance_figures_equal_those_computed_from_the_stored_sla_events() {
         assert_reports_as_expected(&desk, &manager, &periods).await,
         outcomes
     );
+    // Operators see the backlog at /metrics.
+    let text = desk.product.metrics().await;
+    assert_eq!(
+        metric(&text, "helpdesk_sla_report_count_changes_unfolded"),
+        unfolded
+    );
+    let folded_before = metric(&text, "helpdesk_sla_report_count_changes_folded");
     folding.commit().await.unwrap();
     wait_until(
         &desk.pool,
@@ -606,6 +613,18 @@ async fn compliance_figures_equal_those_computed_from_the_stored_sla_events() {
         assert_reports_as_expected(&desk, &manager, &periods).await,
         outcomes
     );
+    // … and that the folder moved them, none below zero.
+    let text = desk.product.metrics().await;
+    assert_eq!(
+        metric(&text, "helpdesk_sla_report_count_changes_unfolded"),
+        0
+    );
+    assert_eq!(
+        metric(&text, "helpdesk_sla_report_count_changes_folded") - folded_before,
+        unfolded
+    );
+    assert!(metric(&text, "helpdesk_sla_report_count_folds") > 0);
+    assert_eq!(metric(&text, "helpdesk_sla_report_counts_below_zero"), 0);
 
     // The scenario holds what it is meant to: achieved and breached outcomes, answered and
     // unanswered breaches, a withdrawal and work in progress.

@@ -6,7 +6,9 @@
 //! besides the counts, not what it answers. Several folders (one per `helpdesk up`) may run;
 //! only one folds at a time, the others skip.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
@@ -21,12 +23,65 @@ const FOLDS_PER_VACUUM: u32 = 20;
 #[derive(Debug, Clone)]
 pub struct CountFolder {
     pool: PgPool,
+    stats: Arc<FoldStats>,
+}
+
+/// What one folder did since it started (for `/metrics`). A fold that found another folder at
+/// work and skipped is not counted.
+#[derive(Debug, Default)]
+pub struct FoldStats {
+    folds: AtomicU64,
+    changes: AtomicU64,
+    below_zero: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl FoldStats {
+    /// Folds done.
+    pub fn folds(&self) -> u64 {
+        self.folds.load(Ordering::Relaxed)
+    }
+
+    /// Changes folded into the counts.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// Count rows a fold left below zero (each is also logged as an error).
+    pub fn below_zero(&self) -> u64 {
+        self.below_zero.load(Ordering::Relaxed)
+    }
+
+    /// Time spent folding, in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    fn record(&self, folded: &store::Folded, took: Duration) {
+        if folded.skipped {
+            return;
+        }
+        self.folds.fetch_add(1, Ordering::Relaxed);
+        self.changes.fetch_add(folded.changes, Ordering::Relaxed);
+        self.below_zero
+            .fetch_add(folded.below_zero, Ordering::Relaxed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 impl CountFolder {
     /// A folder over the SLA read model in `pool`.
     pub fn new(pool: PgPool) -> Self {
-        CountFolder { pool }
+        CountFolder {
+            pool,
+            stats: Arc::default(),
+        }
+    }
+
+    /// What this folder did so far; it keeps counting after `run` took the folder.
+    pub fn stats(&self) -> Arc<FoldStats> {
+        self.stats.clone()
     }
 
     /// Folds every [`FOLD_EVERY`], and every [`FOLDS_PER_VACUUM`] folds vacuums the changes
@@ -36,8 +91,10 @@ impl CountFolder {
     pub async fn run(self) {
         let mut folds = 0u32;
         loop {
+            let started = Instant::now();
             let pause = match store::fold_count_changes(&self.pool).await {
                 Ok(folded) => {
+                    self.stats.record(&folded, started.elapsed());
                     if folded.below_zero > 0 {
                         tracing::error!(
                             rows = folded.below_zero,

@@ -24,6 +24,6 @@ mod shadow;
 pub mod store;
 pub mod watcher;
 
-pub use folder::CountFolder;
-pub use projection::{NAME, SlaProjection};
+pub use folder::{CountFolder, FoldStats};
+pub use projection::{BATCH_ENOUGH, NAME, SlaProjection};
 pub use watcher::BreachWatcher;

@@ -30,6 +30,11 @@ use crate::{Applied, Projection, ProjectionError};
 /// The projection's name (its durable consumer and dead-letter subject).
 pub const NAME: &str = "sla";
 
+/// Events that end a lane's wait for more of its batch at once (`HELPDESK_SLA_BATCH_WAIT_MS`,
+/// [`crate::runtime::Gather`]): a run of 64 events already shares its commit with enough
+/// others that waiting for more saves little, and under a backlog the lanes never wait.
+pub const BATCH_ENOUGH: usize = 64;
+
 /// The current version of every policy, in selection order.
 pub type Policies = Arc<Vec<(PolicyRef, SlaPolicyDefinition)>>;
 

@@ -880,6 +880,20 @@ const DELETE_FOLDED_ZEROS: &str = "DELETE FROM sla_report_counts c \
           = (z.metric, z.dimension, z.granularity, z.period, z.key, z.outcome, \
              z.business_minutes)";
 
+/// Most changes [`unfolded_count_changes`] counts.
+pub const UNFOLDED_COUNTED_UP_TO: i64 = 1_000_000;
+
+/// The report count changes not folded yet, counted up to [`UNFOLDED_COUNTED_UP_TO`] (a
+/// folder that keeps up leaves a few seconds' worth; one that stopped, all of them).
+pub async fn unfolded_count_changes(pool: &sqlx::PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT FROM sla_report_count_changes LIMIT $1) AS unfolded",
+    )
+    .bind(UNFOLDED_COUNTED_UP_TO)
+    .fetch_one(pool)
+    .await
+}
+
 /// What one [`fold_count_changes`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Folded {
