@@ -389,7 +389,13 @@ pub async fn track_http(
 
 /// `GET /metrics`. Projection gauges are read from the pipeline at scrape time.
 pub async fn serve_metrics(State(state): State<AppState>) -> Response {
-    match state.pipeline.status(&state.pool).await {
+    // Side by side: with PostgreSQL unreachable each waits out the pool's timeout, and one
+    // after the other they would outlast a scraper's (Prometheus: 10 s).
+    let (statuses, unfolded) = tokio::join!(
+        state.pipeline.status(&state.pool),
+        sla::store::unfolded_count_changes(&state.pool)
+    );
+    match statuses {
         Ok(statuses) => state.metrics.record_projections(&statuses),
         Err(error) => tracing::warn!(%error, "could not read projection status for /metrics"),
     }
@@ -404,8 +410,7 @@ pub async fn serve_metrics(State(state): State<AppState>) -> Response {
             .record_realtime(realtime.stats(), realtime.cursor(), lag);
     }
     state.metrics.record_in_flight(&state.in_flight);
-    let unfolded = sla::store::unfolded_count_changes(&state.pool)
-        .await
+    let unfolded = unfolded
         .inspect_err(|error| tracing::warn!(%error, "could not count the unfolded SLA changes"))
         .ok();
     state

@@ -164,6 +164,8 @@ pub mod defaults {
     pub const MAX_IN_FLIGHT: usize = 256;
     /// Default for `HELPDESK_SLA_BATCH_WAIT_MS`.
     pub const SLA_BATCH_WAIT_MS: u64 = 20;
+    /// The most `HELPDESK_SLA_BATCH_WAIT_MS` may be.
+    pub const SLA_BATCH_WAIT_MS_MAX: u64 = 1000;
     /// Default for `HELPDESK_AUDIT_ANCHOR_SECS` (hourly).
     pub const AUDIT_ANCHOR_SECS: u64 = 3600;
 }
@@ -261,6 +263,17 @@ impl Config {
                 &defaults::SLA_BATCH_WAIT_MS.to_string(),
             ),
         )?;
+        // Held events are not acknowledged: a wait near the 30 s ack wait would have them
+        // redelivered while they wait.
+        if sla_batch_wait_ms > defaults::SLA_BATCH_WAIT_MS_MAX {
+            return Err(ConfigError {
+                variable: "HELPDESK_SLA_BATCH_WAIT_MS",
+                reason: format!(
+                    "{sla_batch_wait_ms} is more than {} (milliseconds)",
+                    defaults::SLA_BATCH_WAIT_MS_MAX
+                ),
+            });
+        }
         let data_dir = PathBuf::from(get("HELPDESK_DATA_DIR", defaults::DATA_DIR));
         let search = SearchConfig {
             index_dir: lookup("SEARCH_INDEX_DIR")
@@ -429,6 +442,8 @@ mod tests {
         let error = config_from(&[("HELPDESK_SLA_BATCH_WAIT_MS", "-1")]).unwrap_err();
         assert_eq!(error.variable, "HELPDESK_SLA_BATCH_WAIT_MS");
         assert_eq!(error.reason, "\"-1\" is not a whole number (0 or more)");
+        let error = config_from(&[("HELPDESK_SLA_BATCH_WAIT_MS", "1001")]).unwrap_err();
+        assert_eq!(error.reason, "1001 is more than 1000 (milliseconds)");
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct RuntimeSettings {
 /// a backlog, hands them over at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gather {
-    /// The longest a lane holds its first event for others to join (zero: not at all).
+    /// The longest a lane holds its first event for others to join (zero: not at all). Keep it
+    /// far below the ack wait (30 s): held events are not acknowledged.
     pub wait: Duration,
     /// Events that end the wait (at most a lane's batch, 256).
     pub enough: usize,

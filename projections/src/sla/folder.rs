@@ -37,9 +37,10 @@ pub struct FoldStats {
 }
 
 impl FoldStats {
-    /// Folds done.
+    /// Folds done, those that found nothing to fold included (a few a second). Read first:
+    /// the other figures are then at least as far as the folds counted.
     pub fn folds(&self) -> u64 {
-        self.folds.load(Ordering::Relaxed)
+        self.folds.load(Ordering::Acquire)
     }
 
     /// Changes folded into the counts.
@@ -47,12 +48,15 @@ impl FoldStats {
         self.changes.load(Ordering::Relaxed)
     }
 
-    /// Count rows a fold left below zero (each is also logged as an error).
+    /// Count rows folds left below zero, summed over the folds (a row that stays below zero
+    /// counts again whenever a later fold changes it and leaves it there; each is also logged
+    /// as an error).
     pub fn below_zero(&self) -> u64 {
         self.below_zero.load(Ordering::Relaxed)
     }
 
-    /// Time spent folding, in seconds.
+    /// Time spent folding, in seconds, waiting for a connection and for the writers' lock
+    /// (held by a rebuild) included.
     pub fn seconds(&self) -> f64 {
         self.micros.load(Ordering::Relaxed) as f64 / 1e6
     }
@@ -61,12 +65,13 @@ impl FoldStats {
         if folded.skipped {
             return;
         }
-        self.folds.fetch_add(1, Ordering::Relaxed);
         self.changes.fetch_add(folded.changes, Ordering::Relaxed);
         self.below_zero
             .fetch_add(folded.below_zero, Ordering::Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.micros.fetch_add(micros, Ordering::Relaxed);
+        // Last, so that whoever sees this fold counted sees its figures too.
+        self.folds.fetch_add(1, Ordering::Release);
     }
 }
 
