@@ -208,7 +208,8 @@ impl Metrics {
         );
         registry.register(
             "sla_report_count_folds",
-            "Folds of SLA report count changes this instance's folder did since start-up",
+            "Folds of SLA report count changes this instance's folder did since start-up, \
+             those that found nothing to fold included",
             count_folds.clone(),
         );
         registry.register(
@@ -218,13 +219,15 @@ impl Metrics {
         );
         registry.register(
             "sla_report_count_fold_seconds",
-            "Time this instance's folder spent folding since start-up",
+            "Time this instance's folder spent folding since start-up (waiting for a \
+             connection and for a rebuild's lock included)",
             count_fold_seconds.clone(),
         );
         registry.register(
             "sla_report_counts_below_zero",
-            "SLA report count rows this instance's folder left below zero since start-up (a \
-             bug; reports read them as zero until `helpdesk projections rebuild sla`)",
+            "SLA report count rows this instance's folds left below zero since start-up, \
+             summed over the folds (a bug: the report figures around them are too low until \
+             `helpdesk projections rebuild sla`)",
             counts_below_zero.clone(),
         );
         Metrics {
